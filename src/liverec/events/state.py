@@ -1,0 +1,88 @@
+"""Live per-user state: the last N positive interactions and the set of items seen.
+
+Updated in the same request that appends the event (so the next recommendation reads it) and
+rebuilt from the log on start. `apply` turns stored events into `Interaction`s that models learn
+their cheap online statistics from.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from liverec.events.rewards import reward
+from liverec.events.schema import EventType, StoredEvent
+from liverec.settings import RewardWeights
+from liverec.store.catalog import Catalog
+
+
+@dataclass(slots=True)
+class UserState:
+    items: deque[int]  # rows of positive interactions, oldest first
+    times: deque[float]  # their timestamps (epoch s)
+    seen: set[int] = field(default_factory=set)  # rows the user interacted with in any way but impression
+    last_offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One event as the models see it: the row it touches and the user's recent positives before it."""
+
+    user_id: str
+    row: int
+    reward: float
+    timestamp: float
+    history: tuple[int, ...]  # most recent last; at most `history_window` rows
+    positive: bool
+
+
+class LiveState:
+    def __init__(
+        self, catalog: Catalog, rewards: RewardWeights, max_sequence: int = 200, history_window: int = 20
+    ):
+        self.catalog = catalog
+        self.rewards = rewards
+        self.max_sequence = max_sequence
+        self.history_window = history_window
+        self.users: dict[str, UserState] = {}
+        self.events_applied = 0
+        self.last_offset = 0
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def get(self, user_id: str) -> UserState | None:
+        return self.users.get(user_id)
+
+    def remove(self, user_id: str) -> bool:
+        return self.users.pop(user_id, None) is not None
+
+    def _user(self, user_id: str) -> UserState:
+        st = self.users.get(user_id)
+        if st is None:
+            st = UserState(deque(maxlen=self.max_sequence), deque(maxlen=self.max_sequence))
+            self.users[user_id] = st
+        return st
+
+    def apply(self, stored: Iterable[StoredEvent]) -> list[Interaction]:
+        """Fold events into user state (in offset order); returns the non-impression interactions."""
+        out: list[Interaction] = []
+        window = self.history_window
+        for s in stored:
+            ev = s.event
+            self.events_applied += 1
+            self.last_offset = max(self.last_offset, s.offset)
+            if ev.type is EventType.impression:
+                continue
+            row = self.catalog.ensure(ev.item_id, ev.timestamp)
+            st = self._user(ev.user_id)
+            st.last_offset = s.offset
+            r = reward(ev, self.rewards)
+            history = tuple(st.items)[-window:] if st.items else ()
+            out.append(Interaction(ev.user_id, row, r, ev.timestamp, history, r > 0))
+            st.seen.add(row)
+            if r > 0:
+                st.items.append(row)
+                st.times.append(ev.timestamp)
+        return out

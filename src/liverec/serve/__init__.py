@@ -1,0 +1,1 @@
+"""Serving: the in-process `Engine`, the `Recommender`, and the HTTP API around them."""

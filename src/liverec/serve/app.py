@@ -1,0 +1,67 @@
+"""`create_app(settings)`: the FastAPI application. Nothing is built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from liverec.events.schema import Event, Item
+from liverec.serve.engine import Engine
+from liverec.serve.metrics import Metrics
+from liverec.serve.middleware import BodyLimit, RequestMetrics
+from liverec.serve.routes import events, health, items, users
+from liverec.serve.schemas import EventBatch
+from liverec.settings import Settings
+
+# Request bodies parsed by hand (for strict JSON and per-event errors) reference these schemas.
+OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The API for ``settings``; pass an ``engine`` to serve one you built (its lifecycle stays yours)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live = engine or Engine(settings)
+        if not live.started:
+            live.start()
+        app.state.engine = live
+        try:
+            yield
+        finally:
+            if engine is None:  # we built it, we close it
+                live.close()
+
+    app = FastAPI(
+        title="liverec",
+        version="0.1.0",
+        summary="Real-time recommendations that learn from every event",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    for module in (events, users, items, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in OPENAPI_MODELS:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                comps.update(js.pop("$defs", {}))
+                comps[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

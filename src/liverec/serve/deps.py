@@ -1,0 +1,43 @@
+"""Typed dependencies for the routes: the engine, the settings, the metrics, and a bounded JSON body."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, HTTPException, Request
+
+from liverec.serve.engine import Engine
+from liverec.serve.metrics import Metrics
+from liverec.settings import Settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed as strict JSON (no NaN/Infinity). Size is capped by `BodyLimit`."""
+    body = await request.body()
+    if not body.strip():
+        raise HTTPException(400, "request body is empty; expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None

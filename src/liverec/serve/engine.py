@@ -1,0 +1,150 @@
+"""`Engine`: the in-process core that the HTTP API wraps, usable as a library on its own.
+
+Ingest order is the whole trick: append durably to the log first, then fold the accepted events
+into the live user state and the models' online statistics, all under one lock so memory follows
+log order. The next `recommend` call therefore already sees the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
+from liverec.events.state import LiveState
+from liverec.model.base import Model
+from liverec.model.popularity import PopularityCooc
+from liverec.policy.base import Policy
+from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
+from liverec.settings import Settings
+from liverec.store import AppendResult, EventStore, open_store
+from liverec.store.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (events done, events total)
+
+
+class Engine:
+    def __init__(
+        self, settings: Settings, store: EventStore | None = None, policy: Policy | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings.store_url)
+        self.catalog = Catalog()
+        self.state = LiveState(
+            self.catalog,
+            settings.rewards,
+            max_sequence=settings.state.max_sequence,
+            history_window=settings.popularity.cooc_window,
+        )
+        self.popularity = PopularityCooc(settings.popularity)
+        self.models: list[Model] = [self.popularity]  # every model here observes every interaction
+        self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
+        self._lock = threading.RLock()
+        self.started = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self, progress: Progress | None = None) -> Engine:
+        """Load the catalog and rebuild live state and online statistics from the whole log."""
+        t0 = time.perf_counter()
+        with self._lock:
+            for item in self.store.list_items():
+                self.catalog.upsert(item)
+            total = self.store.last_offset()
+            for batch in self.store.pages(0, 20_000):
+                self._fold(batch)
+                if progress:
+                    progress(self.state.last_offset, total)
+            self.started = True
+        log.info(
+            "rebuilt state from %d events (%d users, %d items) in %.1fs",
+            self.state.events_applied,
+            len(self.state),
+            len(self.catalog),
+            time.perf_counter() - t0,
+        )
+        return self
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- writes -------------------------------------------------------------------------------
+    def _fold(self, accepted: Sequence[StoredEvent]) -> None:
+        interactions = self.state.apply(accepted)
+        for model in self.models:
+            model.observe(interactions)
+
+    def ingest(self, events: Sequence[Event]) -> AppendResult:
+        """Append durably, then update live state. Raises StoreError with nothing acknowledged."""
+        with self._lock:
+            result = self.store.append(events)
+            self._fold(result.accepted)
+        return result
+
+    def upsert_items(self, items: Sequence[Item]) -> int:
+        """Insert or replace catalog items; returns how many were new."""
+        with self._lock:
+            created = self.store.upsert_items(items)
+            for item in items:
+                self.catalog.upsert(item)
+        return created
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Forget a user: their events in the log and their live state.
+
+        Aggregate statistics (popularity, co-occurrence, trained weights) keep their anonymous
+        contribution until the next rebuild or retrain.
+        """
+        with self._lock:
+            removed = self.store.delete_user(user_id)
+            had_state = self.state.remove(user_id)
+        return {"events": removed, "user_state": int(had_state)}
+
+    # -- reads --------------------------------------------------------------------------------
+    def recommend(
+        self, user_id: str, k: int = 10, exclude_seen: bool = True, log_impressions: bool = True
+    ) -> Recommendation:
+        """Top-k for a user from their live sequence; the served list is logged as impressions."""
+        with self._lock:
+            rec = self.recommender.recommend(user_id, k, exclude_seen)
+            if log_impressions and rec.items:
+                self.ingest(impressions(user_id, rec))
+        return rec
+
+    def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
+        with self._lock:
+            return self.recommender.similar(item_id, k)
+
+    def get_item(self, item_id: str) -> Item | None:
+        return self.store.get_item(item_id)
+
+    @property
+    def model_version(self) -> str:
+        return self.recommender.model.version
+
+
+def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> list[Event]:
+    """The impression events for a served list: one per position, joined to it by request_id."""
+    ts = time.time() if now is None else now
+    return [
+        Event.model_construct(
+            event_id=f"imp:{rec.request_id}:{pos}",
+            user_id=user_id,
+            item_id=item.item_id,
+            type=EventType.impression,
+            value=None,
+            timestamp=ts,
+            context=EventContext.model_construct(
+                request_id=rec.request_id,
+                position=pos,
+                propensity=item.propensity,
+                policy=rec.policy,
+                model=rec.model,
+                score=item.score,
+            ),
+        )
+        for pos, item in enumerate(rec.items)
+    ]

@@ -1,0 +1,38 @@
+"""Prometheus metrics, one registry per app (nothing global at import time)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_accepted = Counter("liverec_events_accepted", "Events appended to the log", registry=r)
+        self.events_duplicate = Counter(
+            "liverec_events_duplicate", "Events dropped as duplicates", registry=r
+        )
+        self.events_rejected = Counter(
+            "liverec_events_rejected", "Events in rejected requests (nothing written)", ["reason"], registry=r
+        )
+        self.impressions = Counter(
+            "liverec_impressions", "Impression events written for served lists", registry=r
+        )
+        self.request_latency = Histogram(
+            "liverec_request_seconds",
+            "HTTP request latency by route",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_events = Gauge(
+            "liverec_store_events", "Events applied from the log since start", registry=r
+        )
+        self.store_items = Gauge("liverec_store_items", "Items in the catalog", registry=r)
+        self.store_users = Gauge("liverec_store_users", "Users with live state", registry=r)
+        self.store_bytes = Gauge(
+            "liverec_store_bytes", "Size of the store on disk (0 when not a file)", registry=r
+        )

@@ -1,0 +1,1 @@
+"""One module per resource: events, users, items, health."""

@@ -1,0 +1,103 @@
+"""The item catalog: upsert one or many, read one, and similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
+
+from liverec.events.schema import Item, ItemIn
+from liverec.serve.deps import EngineDep, SettingsDep, read_json
+from liverec.serve.schemas import ItemsUpserted, ItemUpserted, RecommendedItem, SimilarOut, responses
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+ItemId = Annotated[str, Path(min_length=1, max_length=256)]
+ITEM_LIST = TypeAdapter(list[Item])
+BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}},
+}
+
+
+def _errors(exc: ValidationError, indexed: bool) -> list[dict[str, Any]]:
+    by_index: dict[int, list[dict[str, str]]] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = err["loc"]
+        index, rest = (int(loc[0]), loc[1:]) if indexed else (0, loc)
+        field = ".".join(str(p) for p in rest) or "(item)"
+        by_index.setdefault(index, []).append({"field": field, "msg": err["msg"]})
+    return [{"index": i, "errors": e} for i, e in sorted(by_index.items())]
+
+
+@router.put(
+    "/{item_id}",
+    response_model=ItemUpserted,
+    responses=responses(400, 413, 422),
+    summary="Create or replace one item",
+)
+async def put_item(item_id: ItemId, item: ItemIn, engine: EngineDep) -> ItemUpserted:
+    try:
+        full = item.with_id(item_id)
+    except ValidationError as exc:
+        raise HTTPException(422, _errors(exc, indexed=False)) from None
+    created = engine.upsert_items([full])
+    return ItemUpserted(item_id=full.item_id, created=bool(created))
+
+
+@router.post(
+    "",
+    response_model=ItemsUpserted,
+    responses=responses(400, 413, 422),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}
+    },
+    summary="Create or replace a batch of items {'items': [...]}; all-or-nothing",
+)
+async def post_items(
+    request: Request, engine: EngineDep, settings: SettingsDep
+) -> ItemsUpserted | JSONResponse:
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list) or len(body) != 1:
+        return JSONResponse({"detail": "expected {'items': [...]}", "errors": []}, status_code=422)
+    if len(body["items"]) > settings.server.max_batch_events:
+        raise HTTPException(413, f"at most {settings.server.max_batch_events} items per batch")
+    try:
+        items = ITEM_LIST.validate_python(body["items"])
+    except ValidationError as exc:
+        errors = _errors(exc, indexed=True)
+        detail = f"{len(errors)} of {len(body['items'])} items are invalid; nothing was written"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+    created = engine.upsert_items(items)
+    return ItemsUpserted(upserted=len(items), created=created)
+
+
+@router.get("/{item_id}", response_model=Item, responses=responses(404), summary="One catalog item")
+async def get_item(item_id: ItemId, engine: EngineDep) -> Item:
+    item = engine.get_item(item_id)
+    if item is None:
+        raise HTTPException(404, f"no item {item_id!r}")
+    return item
+
+
+@router.get(
+    "/{item_id}/similar",
+    response_model=SimilarOut,
+    responses=responses(404, 422),
+    summary="Items most similar to this one",
+)
+async def similar(
+    item_id: ItemId, engine: EngineDep, settings: SettingsDep, k: Annotated[int, Query(ge=1)] = 10
+) -> SimilarOut:
+    if k > settings.server.max_k:
+        raise HTTPException(422, f"k={k} is above the limit of {settings.server.max_k}")
+    found = engine.similar(item_id, k)
+    if found is None:
+        raise HTTPException(404, f"no item {item_id!r}")
+    return SimilarOut(
+        item_id=item_id,
+        model=engine.model_version,
+        items=[RecommendedItem(item_id=i.item_id, score=i.score) for i in found],
+    )

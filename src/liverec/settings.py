@@ -1,0 +1,114 @@
+"""All configuration in one place: defaults < TOML file < ``LIVEREC_*`` environment < explicit arguments.
+
+Nested groups are set from the environment with a double underscore, e.g.
+``LIVEREC_SERVER__PORT=9000`` or ``LIVEREC_REWARDS__PURCHASE=5``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("liverec-data")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    max_batch_events: int = Field(10_000, gt=0)
+    max_future_skew_s: float = Field(3600.0, ge=0, description="events further in the future get 422")
+    max_k: int = Field(1000, gt=0, description="largest list a client may ask for")
+    reload_poll_s: float = Field(
+        0.5, gt=0, description="how often the server looks for a newly promoted model"
+    )
+
+
+class StateSettings(BaseModel):
+    max_sequence: int = Field(200, gt=0, description="positive interactions kept per user")
+
+
+class PopularitySettings(BaseModel):
+    """Time-decayed popularity blended with item-to-item co-occurrence."""
+
+    half_life_s: float = Field(7 * 86400.0, gt=0, description="popularity half-life, in event time")
+    trending_half_life_s: float = Field(86400.0, gt=0, description="half-life of the trending list")
+    cooc_window: int = Field(20, gt=0, description="recent items a new positive co-occurs with")
+    cooc_weight: float = Field(0.8, ge=0, le=1, description="blend: 1 = co-occurrence only, 0 = popularity")
+
+
+class RewardWeights(BaseModel):
+    """Reward per event type. A positive reward makes an event a positive interaction."""
+
+    impression: float = 0.0
+    click: float = 1.0
+    add_to_cart: float = 2.0
+    purchase: float = 4.0
+    like: float = 1.0
+    dislike: float = -1.0
+    skip: float = -0.25
+    rating: float = 1.0
+    dwell: float = 1.0
+    rating_positive_min: float = Field(0.0, description="a rating at or above this is a positive")
+    dwell_positive_s: float = Field(10.0, ge=0, description="dwell below this many seconds is not positive")
+    dwell_norm_s: float = Field(60.0, gt=0, description="dwell reward = weight * min(1, seconds / this)")
+
+
+class Settings(BaseSettings):
+    """liverec configuration. Pass ``config_file`` (or set ``LIVEREC_CONFIG``) to read a TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVEREC_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    store_url: str = Field("", description="sqlite:///path, memory://, postgresql://..., redis://...")
+    registry_dir: Path | None = None
+    server: ServerSettings = ServerSettings()
+    state: StateSettings = StateSettings()
+    popularity: PopularitySettings = PopularitySettings()
+    rewards: RewardWeights = RewardWeights()
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if not self.store_url:
+            self.store_url = f"sqlite:///{self.data_dir / 'events.db'}"
+        if self.registry_dir is None:
+            self.registry_dir = self.data_dir / "registry"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: explicit arguments, then LIVEREC_* variables, then the TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from a TOML file (argument, else ``$LIVEREC_CONFIG``), the environment and overrides."""
+    path = config_file or os.environ.get("LIVEREC_CONFIG")
+    if not path:
+        return Settings(**overrides)
+    toml_path = Path(path)
+    if not toml_path.is_file():
+        raise FileNotFoundError(f"config file not found: {toml_path}")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=toml_path)
+
+    return FileSettings(**overrides)

@@ -1,0 +1,81 @@
+"""Row <-> object conversion shared by the SQL backends. Rows were validated on the way in,
+so the way out skips validation (`model_construct`): rebuilding state from 1M events stays fast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
+
+EventRow = tuple[str, str, str, str, float | None, float, str]
+
+
+def event_row(ev: Event) -> EventRow:
+    ctx = ev.context.model_dump(exclude_none=True)
+    return (ev.event_id, ev.user_id, ev.item_id, ev.type.value, ev.value, ev.timestamp, _dumps(ctx))
+
+
+def stored_event(offset: int, row: Sequence[Any]) -> StoredEvent:
+    event_id, user_id, item_id, type_, value, ts, ctx = row
+    context = EventContext.model_construct(**orjson.loads(ctx)) if ctx and ctx != "{}" else _EMPTY_CONTEXT
+    ev = Event.model_construct(
+        event_id=event_id,
+        user_id=user_id,
+        item_id=item_id,
+        type=EventType(type_),
+        value=value,
+        timestamp=ts,
+        context=context,
+    )
+    return StoredEvent.model_construct(offset=offset, event=ev)
+
+
+def item_row(item: Item) -> tuple[str, str, str, str, str, float, int]:
+    return (
+        item.item_id,
+        item.title,
+        item.text,
+        _dumps(item.tags),
+        _dumps(item.attributes),
+        item.created_at,
+        int(item.available),
+    )
+
+
+def item_from_row(row: Sequence[Any]) -> Item:
+    item_id, title, text, tags, attributes, created_at, available = row
+    return Item.model_construct(
+        item_id=item_id,
+        title=title,
+        text=text,
+        tags=orjson.loads(tags),
+        attributes=orjson.loads(attributes),
+        created_at=created_at,
+        available=bool(available),
+    )
+
+
+def stub_item(item_id: str, created_at: float) -> Item:
+    """The catalog entry made for an item first seen in an event."""
+    return Item.model_construct(
+        item_id=item_id, title="", text="", tags=[], attributes={}, created_at=created_at, available=True
+    )
+
+
+def vector_bytes(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+def vector_from(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32).copy()
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+_EMPTY_CONTEXT = EventContext()

@@ -1,0 +1,227 @@
+"""The embedded default: one SQLite file in WAL mode, fsync on every commit (synchronous=FULL).
+
+One connection per store object, guarded by a lock; other processes (the online trainer) open their
+own and read concurrently thanks to WAL. ``BEGIN IMMEDIATE`` makes dedupe + insert one atomic step
+even when several processes append.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from liverec.events.schema import Event, Item, StoredEvent
+from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
+from liverec.store.codec import (
+    event_row,
+    item_from_row,
+    item_row,
+    stored_event,
+    stub_item,
+    vector_bytes,
+    vector_from,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- the offset; never reused, even after deletes
+    event_id   TEXT NOT NULL UNIQUE,
+    user_id    TEXT NOT NULL,
+    item_id    TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    value      REAL,
+    ts         REAL NOT NULL,
+    context    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events(user_id, seq);
+CREATE TABLE IF NOT EXISTS items (
+    idx        INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order
+    item_id    TEXT NOT NULL UNIQUE,
+    title      TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    tags       TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    available  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    key        TEXT PRIMARY KEY,
+    vec        BLOB NOT NULL
+);
+"""
+
+EVENT_COLS = "event_id, user_id, item_id, type, value, ts, context"
+ITEM_COLS = "item_id, title, text, tags, attributes, created_at, available"
+MAX_VARS = 900  # stay under SQLite's bound-parameter limit on old builds
+
+
+def _chunks(seq: Sequence[str], n: int = MAX_VARS) -> Iterator[Sequence[str]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+class SQLiteEventStore(EventStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # durable before we acknowledge
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- events -------------------------------------------------------------------------------
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        if not events:
+            return AppendResult([], 0)
+        with self._write() as db:
+            ids = list({ev.event_id for ev in events})
+            known: set[str] = set()
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    r[0]
+                    for r in db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+                )
+            fresh, duplicates = dedupe_batch(events, known)
+            if not fresh:
+                return AppendResult([], duplicates)
+            first = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name='events'"
+            ).fetchone()[0]
+            db.executemany(
+                f"INSERT INTO events({EVENT_COLS}) VALUES (?,?,?,?,?,?,?)", [event_row(e) for e in fresh]
+            )
+            new_items = self._ensure_items(db, fresh)
+        accepted = [StoredEvent.model_construct(offset=first + i + 1, event=e) for i, e in enumerate(fresh)]
+        return AppendResult(accepted, duplicates, new_items)
+
+    @staticmethod
+    def _ensure_items(db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
+        first_seen: dict[str, float] = {}
+        for ev in events:
+            first_seen.setdefault(ev.item_id, ev.timestamp)
+        ids = list(first_seen)
+        known: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                r[0] for r in db.execute(f"SELECT item_id FROM items WHERE item_id IN ({marks})", chunk)
+            )
+        new = [i for i in ids if i not in known]
+        if new:
+            rows = [item_row(stub_item(i, first_seen[i])) for i in new]
+            db.executemany(f"INSERT INTO items({ITEM_COLS}) VALUES (?,?,?,?,?,?,?)", rows)
+        return new
+
+    def read(self, after: int = 0, limit: int = 10_000) -> list[StoredEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, {EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        return [stored_event(r[0], r[1:]) for r in rows]
+
+    def last_offset(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+        return int(row[0]) if row else 0
+
+    def count_events(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def user_history(self, user_id: str, limit: int | None = None) -> list[StoredEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, {EVENT_COLS} FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
+                (user_id, -1 if limit is None else limit),
+            ).fetchall()
+        return [stored_event(r[0], r[1:]) for r in reversed(rows)]
+
+    def delete_user(self, user_id: str) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+
+    # -- catalog ------------------------------------------------------------------------------
+    def upsert_items(self, items: Sequence[Item]) -> int:
+        if not items:
+            return 0
+        with self._write() as db:
+            before = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            db.executemany(
+                f"INSERT INTO items({ITEM_COLS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT(item_id) DO UPDATE SET "
+                "title=excluded.title, text=excluded.text, tags=excluded.tags, "
+                "attributes=excluded.attributes, created_at=excluded.created_at, "
+                "available=excluded.available",
+                [item_row(i) for i in items],
+            )
+            after = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        return int(after - before)
+
+    def get_item(self, item_id: str) -> Item | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {ITEM_COLS} FROM items WHERE item_id = ?", (item_id,)).fetchone()
+        return item_from_row(row) if row else None
+
+    def list_items(self) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {ITEM_COLS} FROM items ORDER BY idx").fetchall()
+        return [item_from_row(r) for r in rows]
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def get_embeddings(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for chunk in _chunks(list(keys)):
+                marks = ",".join("?" * len(chunk))
+                for key, blob in self._db.execute(
+                    f"SELECT key, vec FROM embeddings WHERE key IN ({marks})", chunk
+                ):
+                    out[key] = vector_from(blob)
+        return out
+
+    def put_embeddings(self, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings(key, vec) VALUES (?, ?)",
+                [(k, vector_bytes(v)) for k, v in vectors.items()],
+            )
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def stats(self) -> StoreStats:
+        with self._lock:
+            events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            items = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            users = self._db.execute("SELECT COUNT(DISTINCT user_id) FROM events").fetchone()[0]
+        return StoreStats(events=events, items=items, users=users, size_bytes=self.size_bytes())
+
+    def size_bytes(self) -> int:
+        files = (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
