@@ -42,7 +42,8 @@ class PopularitySettings(BaseModel):
 
     half_life_s: float = Field(7 * 86400.0, gt=0, description="popularity half-life, in event time")
     trending_half_life_s: float = Field(86400.0, gt=0, description="half-life of the trending list")
-    cooc_window: int = Field(20, gt=0, description="recent items a new positive co-occurs with")
+    cooc_window: int = Field(20, gt=0, description="recent positives per user that co-occur")
+    cooc_neighbors: int = Field(100, gt=0, description="recent users remembered per item")
     cooc_weight: float = Field(0.8, ge=0, le=1, description="blend: 1 = co-occurrence only, 0 = popularity")
 
 

@@ -10,25 +10,30 @@ from liverec.events.schema import Event, EventType
 from liverec.settings import RewardWeights
 
 
+class Rewards:
+    """Per-type weights as a lookup table (this runs for every event), with value transforms."""
+
+    def __init__(self, weights: RewardWeights | None = None) -> None:
+        self.weights = w = weights or RewardWeights()
+        self._base = {t: float(getattr(w, t.value)) for t in EventType}
+
+    def __call__(self, event: Event) -> float:
+        t = event.type
+        if t is EventType.rating:
+            value = event.value if event.value is not None else 0.0
+            return self._base[t] if value >= self.weights.rating_positive_min else 0.0
+        if t is EventType.dwell:
+            value = event.value if event.value is not None else 0.0
+            if value < self.weights.dwell_positive_s:
+                return 0.0
+            return self._base[t] * min(1.0, value / self.weights.dwell_norm_s)
+        return self._base[t]
+
+
 def reward(event: Event, weights: RewardWeights) -> float:
-    """Scalar reward of one event: weight by type, with value transforms for ratings and dwell."""
-    t = event.type
-    if t is EventType.rating:
-        assert event.value is not None  # schema guarantees a value
-        if event.value < weights.rating_positive_min:
-            return 0.0
-        return weights.rating
-    if t is EventType.dwell:
-        assert event.value is not None
-        if event.value < weights.dwell_positive_s:
-            return 0.0
-        return weights.dwell * min(1.0, event.value / weights.dwell_norm_s)
-    return float(getattr(weights, t.value))
+    """Scalar reward of one event (convenience form of `Rewards`)."""
+    return Rewards(weights)(event)
 
 
 def is_positive(event: Event, weights: RewardWeights) -> bool:
     return reward(event, weights) > 0.0
-
-
-def is_negative(event: Event, weights: RewardWeights) -> bool:
-    return event.type in (EventType.dislike, EventType.skip) or reward(event, weights) < 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -120,10 +121,9 @@ class Event(BaseModel):
             raise ValueError(f"timestamp {when} is more than {max_skew_s:.0f}s in the future")
 
 
-class StoredEvent(BaseModel):
-    """An event as the log holds it: with its offset (1, 2, 3, ... in append order)."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the log holds it: with its offset (increasing in append order)."""
 
     offset: int
     event: Event

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from liverec.events.rewards import reward
+from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
 from liverec.settings import RewardWeights
 from liverec.store.catalog import Catalog
@@ -27,24 +27,20 @@ class UserState:
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
-    """One event as the models see it: the row it touches and the user's recent positives before it."""
+    """One event as the models see it: who, which row, what reward, when."""
 
     user_id: str
     row: int
     reward: float
     timestamp: float
-    history: tuple[int, ...]  # most recent last; at most `history_window` rows
     positive: bool
 
 
 class LiveState:
-    def __init__(
-        self, catalog: Catalog, rewards: RewardWeights, max_sequence: int = 200, history_window: int = 20
-    ):
+    def __init__(self, catalog: Catalog, rewards: RewardWeights, max_sequence: int = 200) -> None:
         self.catalog = catalog
-        self.rewards = rewards
+        self.reward = Rewards(rewards)
         self.max_sequence = max_sequence
-        self.history_window = history_window
         self.users: dict[str, UserState] = {}
         self.events_applied = 0
         self.last_offset = 0
@@ -68,19 +64,18 @@ class LiveState:
     def apply(self, stored: Iterable[StoredEvent]) -> list[Interaction]:
         """Fold events into user state (in offset order); returns the non-impression interactions."""
         out: list[Interaction] = []
-        window = self.history_window
+        impression = EventType.impression
         for s in stored:
             ev = s.event
             self.events_applied += 1
             self.last_offset = max(self.last_offset, s.offset)
-            if ev.type is EventType.impression:
+            if ev.type is impression:
                 continue
             row = self.catalog.ensure(ev.item_id, ev.timestamp)
             st = self._user(ev.user_id)
             st.last_offset = s.offset
-            r = reward(ev, self.rewards)
-            history = tuple(st.items)[-window:] if st.items else ()
-            out.append(Interaction(ev.user_id, row, r, ev.timestamp, history, r > 0))
+            r = self.reward(ev)
+            out.append(Interaction(ev.user_id, row, r, ev.timestamp, r > 0))
             st.seen.add(row)
             if r > 0:
                 st.items.append(row)

@@ -27,7 +27,7 @@ class Model(ABC):
         """Learn online statistics from new interactions (called in log order)."""
 
     @abstractmethod
-    def score(self, user: UserState | None, n_items: int) -> np.ndarray:
+    def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
         """(n_items,) float32 scores for one user; ``user`` is None for someone never seen."""
 
     @abstractmethod

@@ -7,8 +7,9 @@ time (the newest timestamp seen), so imported historical logs behave like live o
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
+from itertools import chain, islice
 
 import numpy as np
 
@@ -18,33 +19,41 @@ from liverec.settings import PopularitySettings
 
 
 class DecayedCounts:
-    """Per-row exponentially decayed sums: value v_i at time t_i; now it is v_i * 2^-(now - t_i)/h."""
+    """Per-row exponentially decayed sums with forward decay (Cormode et al., 2009).
+
+    An event of weight w at time t adds w * e^{r (t - t0)}; the value at time `now` is the sum times
+    e^{-r (now - t0)}. Adds need no per-row clock, arrive in any order, and vectorise per batch.
+    """
 
     def __init__(self, half_life_s: float) -> None:
         self.rate = math.log(2.0) / half_life_s
-        self.value = np.zeros(1024, dtype=np.float64)
-        self.time = np.zeros(1024, dtype=np.float64)
+        self.t0: float | None = None
+        self.sums = np.zeros(1024, dtype=np.float64)
 
-    def _grow(self, row: int) -> None:
-        while row >= len(self.value):
-            self.value = np.concatenate([self.value, np.zeros_like(self.value)])
-            self.time = np.concatenate([self.time, np.zeros_like(self.time)])
-
-    def add(self, row: int, weight: float, t: float) -> None:
-        if row >= len(self.value):
-            self._grow(row)
-        last = self.time[row]
-        if t >= last:
-            self.value[row] = self.value[row] * math.exp(-self.rate * (t - last)) + weight
-            self.time[row] = t
-        else:  # a late event: decay it to the row's clock instead
-            self.value[row] += weight * math.exp(-self.rate * (last - t))
+    def add(self, rows: np.ndarray, weights: np.ndarray, times: np.ndarray) -> None:
+        """rows (B,) int64, weights (B,) float64, times (B,) float64 epoch seconds."""
+        if rows.size == 0:
+            return
+        if self.t0 is None:
+            self.t0 = float(times.min())
+        top = int(rows.max())
+        if top >= len(self.sums):
+            self.sums = np.concatenate([self.sums, np.zeros(max(top + 1, len(self.sums)))])
+        exponent = self.rate * (times - self.t0)
+        if float(exponent.max()) > 500.0:  # keep e^x finite: move t0 forward and rescale
+            shift = float(times.max()) - self.t0
+            self.sums *= math.exp(-self.rate * shift)
+            self.t0 += shift
+            exponent = self.rate * (times - self.t0)
+        np.add.at(self.sums, rows, weights * np.exp(exponent))
 
     def at(self, now: float, n: int) -> np.ndarray:
-        """(n,) float64 decayed values at time ``now``."""
-        if n > len(self.value):
-            self._grow(n - 1)
-        return self.value[:n] * np.exp(-self.rate * np.maximum(now - self.time[:n], 0.0))
+        """(n,) float64 decayed sums at time ``now``."""
+        out = np.zeros(n, dtype=np.float64)
+        if self.t0 is not None:
+            m = min(n, len(self.sums))
+            out[:m] = self.sums[:m] * math.exp(-self.rate * (now - self.t0))
+        return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -53,75 +62,96 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class PopularityCooc(Model):
-    """score = w * cooc(user's recent items, item) + (1 - w) * popularity(item), each scaled to [0, 1]."""
+    """score = w * cooc(user's recent items, item) + (1 - w) * popularity(item), each scaled to [0, 1].
+
+    Co-occurrence is computed at query time instead of kept as an item x item table: every item
+    remembers the last `cooc_neighbors` users with a positive on it (an O(1) update per event), and
+    the items co-occurring with a set of rows are the recent positives of those users, counted with
+    one `bincount`. Writes stay cheap at 50k events/s; reads cost O(window x neighbors x window).
+    """
 
     name = "popularity-cooc"
 
-    def __init__(self, settings: PopularitySettings | None = None) -> None:
+    def __init__(self, users: Mapping[str, UserState], settings: PopularitySettings | None = None) -> None:
         s = settings or PopularitySettings()
+        self.users = users  # live sequences, shared with LiveState
         self.cooc_weight = s.cooc_weight
         self.window = s.cooc_window
+        self.neighbors = s.cooc_neighbors
         self.popular = DecayedCounts(s.half_life_s)
         self.trending = DecayedCounts(s.trending_half_life_s)
         self.count = np.zeros(1024, dtype=np.float64)  # undecayed positive weight per row
-        self.cooc: defaultdict[int, defaultdict[int, float]] = defaultdict(lambda: defaultdict(float))
-        self._row_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.recent_users: dict[int, deque[str]] = {}
         self.clock = 0.0  # newest event time seen
 
     def observe(self, interactions: Sequence[Interaction]) -> None:
-        cooc, cache = self.cooc, self._row_cache
-        for it in interactions:
-            if not it.positive:
-                continue
-            j, w = it.row, it.reward
-            self.clock = max(self.clock, it.timestamp)
-            self.popular.add(j, w, it.timestamp)
-            self.trending.add(j, w, it.timestamp)
-            if j >= len(self.count):
-                self.count = np.concatenate([self.count, np.zeros(max(j + 1, len(self.count)))])
-            self.count[j] += w
-            row_j = cooc[j]
-            for i in set(it.history[-self.window :]):
-                if i != j:
-                    row_j[i] += w
-                    cooc[i][j] += w
-                    cache.pop(i, None)
-            cache.pop(j, None)
+        pos = [it for it in interactions if it.positive]
+        if not pos:
+            return
+        rows = np.fromiter((it.row for it in pos), dtype=np.int64, count=len(pos))
+        weights = np.fromiter((it.reward for it in pos), dtype=np.float64, count=len(pos))
+        times = np.fromiter((it.timestamp for it in pos), dtype=np.float64, count=len(pos))
+        self.clock = max(self.clock, float(times.max()))
+        self.popular.add(rows, weights, times)
+        self.trending.add(rows, weights, times)
+        top = int(rows.max())
+        if top >= len(self.count):
+            self.count = np.concatenate([self.count, np.zeros(max(top + 1, len(self.count)))])
+        np.add.at(self.count, rows, weights)
+        recent, m = self.recent_users, self.neighbors
+        for it in pos:
+            users = recent.get(it.row)
+            if users is None:
+                users = recent[it.row] = deque(maxlen=m)
+            users.append(it.user_id)
 
-    def _cooc_row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row i as (cols int64, cosine-normalised weights float64), cached until it changes."""
-        hit = self._row_cache.get(i)
-        if hit is None:
-            row = self.cooc.get(i)
-            if not row:
-                hit = (np.empty(0, np.int64), np.empty(0, np.float64))
-            else:
-                cols = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
-                vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
-                hit = (cols, vals / np.sqrt(max(self.count[i], 1e-9) * np.maximum(self.count[cols], 1e-9)))
-            self._row_cache[i] = hit
-        return hit
+    def cooc(
+        self, rows: Sequence[int], weights: Sequence[float], n_items: int, skip_user: str = ""
+    ) -> np.ndarray:
+        """(n_items,) float64: weighted count of each item among the recent positives of the users
+        who recently interacted with ``rows``, divided by sqrt(item count) (cosine-style)."""
+        neighbor_w: dict[str, float] = {}
+        for r, w in zip(rows, weights, strict=True):
+            for v in self.recent_users.get(r, ()):
+                neighbor_w[v] = neighbor_w.get(v, 0.0) + w
+        neighbor_w.pop(skip_user, None)
+        seqs: list[list[int]] = []
+        seq_w: list[float] = []
+        for v, w in neighbor_w.items():
+            st = self.users.get(v)
+            if st is not None and st.items:
+                seqs.append(list(islice(st.items, max(0, len(st.items) - self.window), None)))
+                seq_w.append(w)
+        if not seqs:
+            return np.zeros(n_items)
+        lengths = np.fromiter((len(q) for q in seqs), dtype=np.int64, count=len(seqs))
+        flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
+        keep = flat < n_items
+        counts = np.bincount(flat[keep], np.repeat(seq_w, lengths)[keep], minlength=n_items)
+        norm = np.sqrt(np.maximum(self._counts(n_items), 1.0))
+        return counts / norm
+
+    def _counts(self, n_items: int) -> np.ndarray:
+        out = np.zeros(n_items)
+        m = min(n_items, len(self.count))
+        out[:m] = self.count[:m]
+        return out
 
     def _popularity(self, n_items: int, trending: bool = False) -> np.ndarray:
         counts = self.trending if trending else self.popular
         return _unit(counts.at(self.clock, n_items))
 
-    def score(self, user: UserState | None, n_items: int) -> np.ndarray:
+    def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
         if user is None or not user.items:
             return self._popularity(n_items, trending=True).astype(np.float32)
-        co = np.zeros(n_items, dtype=np.float64)
-        recent = list(user.items)[-self.window :]
-        for age, i in enumerate(reversed(recent)):  # the newest interaction counts most
-            cols, vals = self._cooc_row(i)
-            keep = cols < n_items
-            co[cols[keep]] += vals[keep] * (0.9**age)  # cols are unique within a row
+        recent = list(islice(user.items, max(0, len(user.items) - self.window), None))
+        ages = 0.9 ** np.arange(len(recent))[::-1]  # the newest interaction counts most
+        co = self.cooc(recent, ages.tolist(), n_items, skip_user=user_id)
         blended = self.cooc_weight * _unit(co) + (1.0 - self.cooc_weight) * self._popularity(n_items)
         return blended.astype(np.float32)
 
     def similar(self, row: int, n_items: int) -> np.ndarray:
-        sim = np.zeros(n_items, dtype=np.float64)
-        cols, vals = self._cooc_row(row)
-        keep = cols < n_items
-        sim[cols[keep]] = vals[keep]
+        sim = self.cooc([row], [1.0], n_items)
+        sim[row] = 0.0
         # break ties (and fill for items with no co-occurrence yet) by popularity
         return (_unit(sim) + 1e-3 * self._popularity(n_items)).astype(np.float32)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from liverec.events.schema import Event, Item
 from liverec.serve.engine import Engine
+from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics
 from liverec.serve.middleware import BodyLimit, RequestMetrics
 from liverec.serve.routes import events, health, items, users
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if not live.started:
             live.start()
         app.state.engine = live
+        app.state.ingest = GroupCommit(live)
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ import orjson
 from fastapi import Depends, HTTPException, Request
 
 from liverec.serve.engine import Engine
+from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics
 from liverec.settings import Settings
 
@@ -15,6 +16,11 @@ from liverec.settings import Settings
 def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def get_ingest(request: Request) -> GroupCommit:
+    ingest: GroupCommit = request.app.state.ingest
+    return ingest
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,6 +34,7 @@ def get_metrics(request: Request) -> Metrics:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+IngestDep = Annotated[GroupCommit, Depends(get_ingest)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

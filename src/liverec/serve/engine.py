@@ -34,13 +34,8 @@ class Engine:
         self.settings = settings
         self.store = store if store is not None else open_store(settings.store_url)
         self.catalog = Catalog()
-        self.state = LiveState(
-            self.catalog,
-            settings.rewards,
-            max_sequence=settings.state.max_sequence,
-            history_window=settings.popularity.cooc_window,
-        )
-        self.popularity = PopularityCooc(settings.popularity)
+        self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
+        self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
         self._lock = threading.RLock()
@@ -83,6 +78,11 @@ class Engine:
             result = self.store.append(events)
             self._fold(result.accepted)
         return result
+
+    def fold(self, accepted: Sequence[StoredEvent]) -> None:
+        """Update live state with events already appended (in offset order) by a single writer."""
+        with self._lock:
+            self._fold(accepted)
 
     def upsert_items(self, items: Sequence[Item]) -> int:
         """Insert or replace catalog items; returns how many were new."""

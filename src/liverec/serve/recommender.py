@@ -65,7 +65,7 @@ class Recommender:
         model = self.model
         user = self.state.get(user_id)
         n = len(self.catalog)
-        scores = model.score(user, n)  # (N,)
+        scores = model.score(user, n, user_id)  # (N,)
         mask = self.catalog.available.copy()
         if exclude_seen and user is not None and user.seen:
             mask[np.fromiter(user.seen, dtype=np.int64, count=len(user.seen))] = False

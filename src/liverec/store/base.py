@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,9 +30,8 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class AppendResult:
-    accepted: list[StoredEvent]
+    accepted: list[StoredEvent]  # in offset order
     duplicates: int
-    new_items: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ EventRow = tuple[str, str, str, str, float | None, float, str]
 
 
 def event_row(ev: Event) -> EventRow:
-    ctx = ev.context.model_dump(exclude_none=True)
-    return (ev.event_id, ev.user_id, ev.item_id, ev.type.value, ev.value, ev.timestamp, _dumps(ctx))
+    c = ev.context
+    ctx = _dumps(c.model_dump(exclude_none=True)) if c.model_fields_set or c.model_extra else "{}"
+    return (ev.event_id, ev.user_id, ev.item_id, ev.type.value, ev.value, ev.timestamp, ctx)
 
 
 def stored_event(offset: int, row: Sequence[Any]) -> StoredEvent:
@@ -31,7 +32,7 @@ def stored_event(offset: int, row: Sequence[Any]) -> StoredEvent:
         timestamp=ts,
         context=context,
     )
-    return StoredEvent.model_construct(offset=offset, event=ev)
+    return StoredEvent(offset=offset, event=ev)
 
 
 def item_row(item: Item) -> tuple[str, str, str, str, str, float, int]:
@@ -64,6 +65,11 @@ def stub_item(item_id: str, created_at: float) -> Item:
     return Item.model_construct(
         item_id=item_id, title="", text="", tags=[], attributes={}, created_at=created_at, available=True
     )
+
+
+def stub_row(item_id: str, created_at: float) -> tuple[str, str, str, str, str, float, int]:
+    """`item_row(stub_item(...))` without building the model: this runs for every appended batch."""
+    return (item_id, "", "", "[]", "{}", created_at, 1)
 
 
 def vector_bytes(vec: np.ndarray) -> bytes:

@@ -26,17 +26,15 @@ class MemoryEventStore(EventStore):
         with self._lock:
             fresh, duplicates = dedupe_batch(events, self._ids)
             accepted = []
-            new_items = []
             for ev in fresh:
                 self._last += 1
-                stored = StoredEvent.model_construct(offset=self._last, event=ev)
+                stored = StoredEvent(offset=self._last, event=ev)
                 self._events[self._last] = stored
                 self._ids.add(ev.event_id)
                 accepted.append(stored)
                 if ev.item_id not in self._items:
                     self._items[ev.item_id] = stub_item(ev.item_id, ev.timestamp)
-                    new_items.append(ev.item_id)
-        return AppendResult(accepted, duplicates, new_items)
+        return AppendResult(accepted, duplicates)
 
     def read(self, after: int = 0, limit: int = 10_000) -> list[StoredEvent]:
         with self._lock:

@@ -22,7 +22,7 @@ from liverec.store.codec import (
     item_from_row,
     item_row,
     stored_event,
-    stub_item,
+    stub_row,
     vector_bytes,
     vector_from,
 )
@@ -65,6 +65,23 @@ def _chunks(seq: Sequence[str], n: int = MAX_VARS) -> Iterator[Sequence[str]]:
         yield seq[i : i + n]
 
 
+def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> int:
+    """Multi-row INSERT: one statement per 4,000 rows instead of one step per row. The sqlite3
+    module releases the GIL around every step, and under load each re-acquire can wait a whole
+    switch interval, so fewer steps keep the server's event loop and writer thread from convoying."""
+    if not rows:
+        return 0
+    width = len(rows[0])
+    per = max(1, 28_000 // width)
+    changed = 0
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        marks = ",".join(["(" + ",".join("?" * width) + ")"] * len(chunk))
+        flat = [v for row in chunk for v in row]
+        changed += db.execute(f"{head} VALUES {marks}", flat).rowcount
+    return changed
+
+
 class SQLiteEventStore(EventStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -79,6 +96,7 @@ class SQLiteEventStore(EventStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._known_items: set[str] = set()  # item ids certainly in the catalog
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -93,47 +111,33 @@ class SQLiteEventStore(EventStore):
 
     # -- events -------------------------------------------------------------------------------
     def append(self, events: Sequence[Event]) -> AppendResult:
-        if not events:
-            return AppendResult([], 0)
+        fresh, duplicates = dedupe_batch(events, set())
+        if not fresh:
+            return AppendResult([], duplicates)
+        rows = [event_row(e) for e in fresh]
         with self._write() as db:
-            ids = list({ev.event_id for ev in events})
-            known: set[str] = set()
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
-                )
-            fresh, duplicates = dedupe_batch(events, known)
-            if not fresh:
-                return AppendResult([], duplicates)
-            first = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name='events'"
-            ).fetchone()[0]
-            db.executemany(
-                f"INSERT INTO events({EVENT_COLS}) VALUES (?,?,?,?,?,?,?)", [event_row(e) for e in fresh]
-            )
-            new_items = self._ensure_items(db, fresh)
-        accepted = [StoredEvent.model_construct(offset=first + i + 1, event=e) for i, e in enumerate(fresh)]
-        return AppendResult(accepted, duplicates, new_items)
+            first = self._last_seq(db)
+            inserted = _insert_rows(db, f"INSERT OR IGNORE INTO events({EVENT_COLS})", rows)
+            if inserted == len(fresh):  # the common case: no id was in the log already
+                accepted = [StoredEvent(offset=first + i + 1, event=e) for i, e in enumerate(fresh)]
+            else:
+                new_rows = db.execute("SELECT event_id, seq FROM events WHERE seq > ?", (first,)).fetchall()
+                offset_of = dict(new_rows)
+                accepted = [StoredEvent(offset_of[e.event_id], e) for e in fresh if e.event_id in offset_of]
+            first_seen: dict[str, float] = {}
+            for s in accepted:
+                if s.event.item_id not in self._known_items:
+                    first_seen.setdefault(s.event.item_id, s.event.timestamp)
+            if first_seen:  # items are never deleted, so ids known here need no round trip
+                stubs = [stub_row(i, t) for i, t in first_seen.items()]
+                _insert_rows(db, f"INSERT OR IGNORE INTO items({ITEM_COLS})", stubs)
+        self._known_items.update(first_seen)
+        return AppendResult(accepted, duplicates + len(fresh) - len(accepted))
 
     @staticmethod
-    def _ensure_items(db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
-        first_seen: dict[str, float] = {}
-        for ev in events:
-            first_seen.setdefault(ev.item_id, ev.timestamp)
-        ids = list(first_seen)
-        known: set[str] = set()
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            known.update(
-                r[0] for r in db.execute(f"SELECT item_id FROM items WHERE item_id IN ({marks})", chunk)
-            )
-        new = [i for i in ids if i not in known]
-        if new:
-            rows = [item_row(stub_item(i, first_seen[i])) for i in new]
-            db.executemany(f"INSERT INTO items({ITEM_COLS}) VALUES (?,?,?,?,?,?,?)", rows)
-        return new
+    def _last_seq(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+        return int(row[0]) if row else 0
 
     def read(self, after: int = 0, limit: int = 10_000) -> list[StoredEvent]:
         with self._lock:
@@ -144,8 +148,7 @@ class SQLiteEventStore(EventStore):
 
     def last_offset(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
-        return int(row[0]) if row else 0
+            return self._last_seq(self._db)
 
     def count_events(self) -> int:
         with self._lock:
@@ -187,7 +190,9 @@ class SQLiteEventStore(EventStore):
     def list_items(self) -> list[Item]:
         with self._lock:
             rows = self._db.execute(f"SELECT {ITEM_COLS} FROM items ORDER BY idx").fetchall()
-        return [item_from_row(r) for r in rows]
+        items = [item_from_row(r) for r in rows]
+        self._known_items.update(i.item_id for i in items)
+        return items
 
     # -- embeddings ---------------------------------------------------------------------------
     def get_embeddings(self, keys: Sequence[str]) -> dict[str, np.ndarray]:

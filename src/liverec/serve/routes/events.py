@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from liverec.events.schema import Event
-from liverec.serve.deps import EngineDep, MetricsDep, SettingsDep, read_json
+from liverec.serve.deps import IngestDep, MetricsDep, SettingsDep, read_json
 from liverec.serve.schemas import EventsAccepted, responses
 from liverec.store.base import StoreError
 
@@ -60,7 +60,7 @@ def validate_events(
     summary="Send one event or a batch {'events': [...]}; all-or-nothing, idempotent by event_id",
 )
 async def post_events(
-    request: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep
+    request: Request, ingest: IngestDep, settings: SettingsDep, metrics: MetricsDep
 ) -> EventsAccepted | JSONResponse:
     body = await read_json(request)
     if isinstance(body, dict) and "events" in body:
@@ -88,10 +88,10 @@ async def post_events(
         metrics.events_rejected.labels("invalid").inc(len(raw))
         return rejected(f"{len(errors)} of {len(raw)} events are invalid; nothing was written", errors)
     try:
-        result = engine.ingest(events)
+        result = await ingest.submit(events)
     except StoreError as exc:
         metrics.events_rejected.labels("store").inc(len(raw))
         raise HTTPException(503, f"store unavailable, nothing was written: {exc}") from None
-    metrics.events_accepted.inc(len(result.accepted))
+    metrics.events_accepted.inc(result.accepted)
     metrics.events_duplicate.inc(result.duplicates)
-    return EventsAccepted(accepted=len(result.accepted), duplicates=result.duplicates)
+    return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from liverec.serve.deps import EngineDep, MetricsDep, SettingsDep
+from liverec.serve.deps import EngineDep, IngestDep, MetricsDep, SettingsDep
+from liverec.serve.engine import impressions
 from liverec.serve.schemas import RecommendationOut, RecommendedItem, UserDeleted, responses
 from liverec.store.base import StoreError
 
@@ -23,6 +24,7 @@ UserId = Annotated[str, Path(min_length=1, max_length=256)]
 async def recommendations(
     user_id: UserId,
     engine: EngineDep,
+    ingest: IngestDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     k: Annotated[int, Query(ge=1, description="list length")] = 10,
@@ -30,8 +32,9 @@ async def recommendations(
 ) -> RecommendationOut:
     if k > settings.server.max_k:
         raise HTTPException(422, f"k={k} is above the limit of {settings.server.max_k}")
-    try:
-        rec = engine.recommend(user_id, k, exclude_seen)
+    rec = engine.recommend(user_id, k, exclude_seen, log_impressions=False)
+    try:  # the served list is durable in the log before the client sees it
+        await ingest.submit(impressions(user_id, rec))
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable: {exc}") from None
     metrics.impressions.inc(len(rec.items))
