@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     popularity: PopularitySettings = PopularitySettings()
     rewards: RewardWeights = RewardWeights()
+    model: dict[str, Any] = Field(default_factory=dict, description="TransformerConfig fields, e.g. d_model")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields, e.g. epochs, lr")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
 from liverec.settings import RewardWeights
-from liverec.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    from liverec.store.catalog import Catalog
 
 
 @dataclass(slots=True)
@@ -69,9 +72,11 @@ class LiveState:
             ev = s.event
             self.events_applied += 1
             self.last_offset = max(self.last_offset, s.offset)
+            # the store made a catalog stub for any new item, impressions included: so does memory,
+            # or a restart (which loads the stubs) would recommend items the live server does not
+            row = self.catalog.ensure(ev.item_id, ev.timestamp)
             if ev.type is impression:
                 continue
-            row = self.catalog.ensure(ev.item_id, ev.timestamp)
             st = self._user(ev.user_id)
             st.last_offset = s.offset
             r = self.reward(ev)

@@ -1,6 +1,2 @@
-"""Scorers behind the `Model` contract: popularity + co-occurrence now, the Transformer next."""
-
-from liverec.model.base import Model
-from liverec.model.popularity import PopularityCooc
-
-__all__ = ["Model", "PopularityCooc"]
+"""Scorers behind the `Model` contract (`model.base`): popularity + co-occurrence
+(`model.popularity`) and the Transformer (`model.transformer`, served by `model.sequential`)."""

@@ -23,6 +23,10 @@ class Model(ABC):
         """What served a list: the name, plus a registry version for trained models."""
         return self.name
 
+    def version_for(self, user: UserState | None) -> str:
+        """The version that actually scores ``user`` (a model may hand some users to a fallback)."""
+        return self.version
+
     def observe(self, interactions: Sequence[Interaction]) -> None:  # noqa: B027 - optional hook
         """Learn online statistics from new interactions (called in log order)."""
 

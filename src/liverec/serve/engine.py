@@ -17,6 +17,8 @@ from liverec.events.state import LiveState
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
 from liverec.policy.base import Policy
+from liverec.registry.registry import ModelRegistry
+from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
 from liverec.settings import Settings
 from liverec.store import AppendResult, EventStore, open_store
@@ -38,12 +40,15 @@ class Engine:
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
+        self.registry = ModelRegistry(settings.registry_dir or settings.data_dir / "registry")
+        self.manager: ModelManager | None = None  # serves the registry's live model once started
         self._lock = threading.RLock()
         self.started = False
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, progress: Progress | None = None) -> Engine:
-        """Load the catalog and rebuild live state and online statistics from the whole log."""
+    def start(self, progress: Progress | None = None, models: bool = True) -> Engine:
+        """Load the catalog, rebuild live state and online statistics from the whole log, then (with
+        ``models``) serve the registry's live model and follow promotions."""
         t0 = time.perf_counter()
         with self._lock:
             for item in self.store.list_items():
@@ -54,6 +59,16 @@ class Engine:
                 if progress:
                     progress(self.state.last_offset, total)
             self.started = True
+        if models:
+            self.manager = ModelManager(
+                self.registry,
+                self.catalog,
+                self.store,
+                fallback=self.popularity,
+                on_swap=self._swap,
+                poll_s=self.settings.server.reload_poll_s,
+            )
+            self.manager.start()
         log.info(
             "rebuilt state from %d events (%d users, %d items) in %.1fs",
             self.state.events_applied,
@@ -64,13 +79,21 @@ class Engine:
         return self
 
     def close(self) -> None:
+        if self.manager is not None:
+            self.manager.stop()
         self.store.close()
+
+    def _swap(self, model: Model) -> None:
+        with self._lock:
+            self.recommender.model = model
 
     # -- writes -------------------------------------------------------------------------------
     def _fold(self, accepted: Sequence[StoredEvent]) -> None:
         interactions = self.state.apply(accepted)
         for model in self.models:
             model.observe(interactions)
+        if self.manager is not None:
+            self.manager.catalog_changed()  # new items: grow the served model
 
     def ingest(self, events: Sequence[Event]) -> AppendResult:
         """Append durably, then update live state. Raises StoreError with nothing acknowledged."""
@@ -88,8 +111,9 @@ class Engine:
         """Insert or replace catalog items; returns how many were new."""
         with self._lock:
             created = self.store.upsert_items(items)
-            for item in items:
-                self.catalog.upsert(item)
+            rows = [self.catalog.upsert(item) for item in items]
+            if self.manager is not None:  # (re-)encode their text for the served model
+                self.manager.catalog_changed(r for r, item in zip(rows, items, strict=True) if item.content())
         return created
 
     def delete_user(self, user_id: str) -> dict[str, int]:

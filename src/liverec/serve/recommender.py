@@ -81,7 +81,7 @@ class Recommender:
                 slate.rows.tolist(), slate.scores.tolist(), slate.propensities.tolist(), strict=True
             )
         ]
-        return Recommendation(uuid.uuid4().hex, model.version, slate.policy, items)
+        return Recommendation(uuid.uuid4().hex, model.version_for(user), slate.policy, items)
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
         """Items most similar to ``item_id``; None when the item is unknown."""

@@ -1,0 +1,208 @@
+"""Accuracy benchmark: popularity, item-kNN, implicit ALS and the Transformer on ONE leave-one-out
+split (full ranking over all items), means over seeds, plus a cold-start check.
+
+    .venv/bin/python bench/accuracy.py --data ../shared/data/ml-100k --format movielens
+
+Prints one JSON object on stdout (progress on stderr):
+    {"dataset", "models": {"transformer": {"ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr",
+     "train_s", ...}, "als": {...}, "itemknn": {...}, "popularity": {...}},
+     "cold_start": {"transformer_hr@10", "random_hr@10"}}
+
+Hyperparameters: baselines are tuned on the validation target (each user's second-to-last item) and
+refit with it before the single read of the test target. The Transformer's configuration below was
+chosen the same way (`--tune` re-runs that search on validation); early stopping uses validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
+from liverec.evaluate.metrics import evaluate
+from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, test_metrics, tune
+from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
+from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
+from liverec.model.text import TextEncoder
+from liverec.store import open_store
+from liverec.trainer.offline import EpochLog, TrainConfig, fit_transformer, scorer
+
+# Chosen on validation NDCG@10 with --tune on ml-100k (see bench/README.md for the search log).
+MODEL = {"d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.5, "max_len": 200}
+TRAIN = {"epochs": 200, "batch_size": 128, "lr": 1e-3, "patience": 10}
+TUNE_GRID: list[dict[str, Any]] = [
+    {"dropout": 0.2},
+    {"dropout": 0.5},
+    {"d_model": 128, "dropout": 0.5},
+    {"dropout": 0.5, "text_dim": 0},
+]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load(args: argparse.Namespace) -> Sequences:
+    if args.format == "movielens":
+        ds = load_movielens(args.data)
+    else:
+        cols = CsvColumns(args.user_col, args.item_col, args.time_col, args.rating_col)
+        items = ItemColumns(
+            args.item_id_col, args.item_title_col, tuple(filter(None, args.item_text_cols.split(",")))
+        )
+        ds = load_csv(args.data, cols, args.items_file, items)
+    return sequences_from_events(ds.events, ds.items)
+
+
+def text_vectors(seqs: Sequences, cache: str) -> np.ndarray:
+    texts = [seqs.texts.get(i, "") for i in seqs.vocab.ids]
+    t0 = time.perf_counter()
+    with open_store(cache) as store:
+        vecs = TextEncoder().encode_cached(texts, store)
+    log(f"text embeddings for {len(texts)} items in {time.perf_counter() - t0:.1f}s")
+    return vecs
+
+
+def run_transformer(
+    split: LeaveOneOut, text: np.ndarray | None, model: dict[str, Any], seed: int, threads: int
+) -> tuple[dict[str, float], Any]:
+    cfg = TrainConfig(**TRAIN, seed=seed, threads=threads)
+
+    def on_epoch(e: EpochLog) -> None:
+        val = f" val ndcg@10 {e.val['ndcg@10']:.4f}" if e.val else ""
+        speed = f"{e.seconds:.1f}s, {e.interactions_per_s:,.0f} interactions/s"
+        log(f"  epoch {e.epoch}: loss {e.loss:.3f} ({speed}){val}")
+
+    net, result = fit_transformer(split, text if model.get("text_dim", 1) else None, model, cfg, on_epoch)
+    return {
+        "val_ndcg@10": result.best_val.get("ndcg@10", 0.0),
+        "train_s": result.seconds,
+        "interactions_per_s": result.interactions_per_s,
+        "best_epoch": result.best_epoch,
+    }, net
+
+
+def mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    out.update({f"{k}_std": float(np.std([r[k] for r in runs])) for k in ("ndcg@10", "hr@10") if k in keys})
+    return out
+
+
+def cold_start(
+    seqs: Sequences, text: np.ndarray, model: dict[str, Any], seeds: list[int], frac: float, threads: int
+) -> dict[str, float]:
+    """Hold out `frac` of items from training entirely; HR@10 on test users whose target is one."""
+    hr, rnd = [], []
+    for seed in seeds:
+        split = leave_one_out(seqs, min_len=5, cold_fraction=frac, seed=seed)
+        users = np.flatnonzero(np.isin(split.test, split.cold_items))
+        log(f"cold start seed {seed}: {len(split.cold_items)} held-out items, {len(users)} test users")
+        _, net = run_transformer(split, text, model, seed, threads)
+        inputs = split.test_inputs()
+        m = evaluate(scorer(net), inputs, split.test, split.n_items, subset=users)
+        hr.append(m["hr@10"])
+        # random ranking: P(target in top 10) = 10 / (candidates), candidates = items minus seen ones
+        rnd.append(float(np.mean([min(1.0, 10 / (split.n_items - len(set(inputs[u])))) for u in users])))
+        log(f"  cold HR@10 {hr[-1]:.4f} vs random {rnd[-1]:.4f}")
+    return {
+        "transformer_hr@10": float(np.mean(hr)),
+        "random_hr@10": float(np.mean(rnd)),
+        "ratio": float(np.mean(hr) / np.mean(rnd)),
+        "held_out_fraction": frac,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("../shared/data/ml-100k"))
+    p.add_argument("--format", choices=["movielens", "csv"], default="movielens")
+    for col, default in [
+        ("user-col", "user_id"),
+        ("item-col", "item_id"),
+        ("time-col", None),
+        ("rating-col", None),
+        ("items-file", None),
+        ("item-id-col", "item_id"),
+        ("item-title-col", None),
+        ("item-text-cols", ""),
+    ]:
+        p.add_argument(f"--{col}", default=default)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cold-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--cache", default="sqlite:///liverec-data/embeddings.db", help="text-embedding cache store"
+    )
+    p.add_argument("--tune", action="store_true", help="re-run the Transformer search on validation first")
+    p.add_argument("--skip", nargs="*", default=[], choices=["baselines", "transformer", "cold"])
+    args = p.parse_args()
+
+    seqs = load(args)
+    split = leave_one_out(seqs, min_len=5)
+    log(f"{args.data}: {len(split.train)} users, {split.n_items} items, {seqs.n_interactions()} interactions")
+    text = text_vectors(seqs, args.cache)
+    out: dict[str, Any] = {
+        "dataset": str(args.data),
+        "users": len(split.train),
+        "items": split.n_items,
+        "seeds": args.seeds,
+        "protocol": "leave-one-out by time, full ranking, seen excluded",
+    }
+    models: dict[str, Any] = {}
+    model_cfg = dict(MODEL)
+    if args.tune:
+        trials = []
+        for overrides in TUNE_GRID:
+            cand = {**MODEL, **overrides}
+            res, _ = run_transformer(split, text, cand, args.seeds[0], args.threads)
+            trials.append((res["val_ndcg@10"], cand))
+            log(f"tune {overrides}: val ndcg@10 {res['val_ndcg@10']:.4f}")
+        model_cfg = max(trials, key=lambda t: t[0])[1]
+        out["tuning"] = [{"val_ndcg@10": v, "model": c} for v, c in trials]
+    if "transformer" not in args.skip:
+        runs = []
+        for seed in args.seeds:
+            log(f"transformer seed {seed} {model_cfg}")
+            res, net = run_transformer(split, text, model_cfg, seed, args.threads)
+            test = evaluate(scorer(net), split.test_inputs(), split.test, split.n_items)
+            runs.append({**test, **res})
+            log(f"  test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} in {res['train_s']:.0f}s")
+        models["transformer"] = {**mean(runs), "config": model_cfg, "runs": runs}
+    if "baselines" not in args.skip:
+        t0 = time.perf_counter()
+        models["popularity"] = {**test_metrics(Popularity(), split), "train_s": time.perf_counter() - t0}
+        knn = tune(ItemKNN(), ITEMKNN_GRID, split)
+        t0 = time.perf_counter()
+        models["itemknn"] = {
+            **test_metrics(knn, split),
+            "train_s": time.perf_counter() - t0,
+            "params": {k: getattr(knn, k) for k in ITEMKNN_GRID},
+        }
+        als = tune(ALS(seed=args.seeds[0]), ALS_GRID, split, log=None)
+        params = {k: getattr(als, k) for k in ALS_GRID}
+        runs = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            runs.append(
+                {**test_metrics(ALS(**params, seed=seed), split), "train_s": time.perf_counter() - t0}
+            )
+        models["als"] = {**mean(runs), "params": params}
+        for name in ("popularity", "itemknn", "als"):
+            log(f"{name}: test ndcg@10 {models[name]['ndcg@10']:.4f} hr@10 {models[name]['hr@10']:.4f}")
+    out["models"] = models
+    if "transformer" in models and "als" in models:
+        out["transformer_vs_als_ndcg@10"] = models["transformer"]["ndcg@10"] / models["als"]["ndcg@10"]
+    if "cold" not in args.skip:
+        out["cold_start"] = cold_start(seqs, text, model_cfg, args.seeds, args.cold_fraction, args.threads)
+    print(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

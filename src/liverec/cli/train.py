@@ -1,0 +1,120 @@
+"""`liverec train`: train the Transformer on the store's log, evaluate it, register it, and promote
+it if it beats the live version on validation."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
+from liverec.store import StoreError, open_store
+
+
+class Promote(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="maximum epochs (default from settings)")] = None,
+    text: Annotated[bool, typer.Option(help="use the pretrained text encoder for item content")] = True,
+    promote: Annotated[Promote, typer.Option(help="auto: only if better on validation")] = Promote.auto,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train offline: validation = each user's second-to-last interaction, test = the last."""
+    from liverec.evaluate.metrics import evaluate
+    from liverec.evaluate.offline import evaluate_snapshot, split_from_store
+    from liverec.model.text import TextEncoder
+    from liverec.registry.registry import ModelRegistry, RegistryError
+    from liverec.trainer.offline import EpochLog, build_model, scorer, train_config
+    from liverec.trainer.offline import train as fit
+
+    settings = settings_from(config, store)
+    try:
+        with open_store(settings.store_url) as st:
+            split = split_from_store(st, min_len=3)
+            if not split.train:
+                fail("no user has 3 or more positive interactions yet: nothing to train on")
+            vectors = None
+            if text:
+                texts = [split.seqs.texts.get(i, "") for i in split.seqs.vocab.ids]
+                with progress_bar("encoding item text", len(texts)) as advance:
+                    vectors = TextEncoder().encode_cached(texts, st, advance)
+    except StoreError as exc:
+        fail(str(exc))
+        return
+    try:
+        model = build_model(split.n_items, vectors, settings.model)
+        overrides: dict[str, Any] = {"seed": seed}
+        if epochs:
+            overrides["epochs"] = epochs
+        cfg = train_config(settings.train, **overrides)
+    except (TypeError, ValueError) as exc:
+        fail(f"bad model/train settings: {exc}")
+        return
+    console.print(
+        f"training on {len(split.train):,} users, {split.n_items:,} items, "
+        f"{sum(len(s) for s in split.train):,} interactions"
+    )
+    with Progress(
+        TextColumn("[bold]epoch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=cfg.epochs, status="")
+
+        def on_epoch(e: EpochLog) -> None:
+            val = f"val ndcg@10 {e.val['ndcg@10']:.4f} hr@10 {e.val['hr@10']:.4f}" if e.val else ""
+            status = f"loss {e.loss:.3f} {e.interactions_per_s:,.0f}/s {val}"
+            progress.update(task, advance=1, status=status)
+            if not console.is_terminal:
+                console.print(f"epoch {e.epoch}: {status}")
+
+        result = fit(model, split.train, split.val_inputs(), split.val, cfg, on_epoch=on_epoch)
+    test = evaluate(scorer(model), split.test_inputs(), split.test, split.n_items)
+    metrics = {
+        "val": result.best_val,
+        "test": test,
+        "best_epoch": result.best_epoch,
+        "train_s": result.seconds,
+        "interactions_per_s": result.interactions_per_s,
+        "users": len(split.train),
+        "items": split.n_items,
+    }
+    registry = ModelRegistry(settings.registry_dir)  # type: ignore[arg-type]
+    live = registry.live()
+    version = registry.save(
+        model,
+        split.seqs.vocab.to_list(),
+        metrics,
+        parent=live,
+        extra={"train": cfg.to_dict(), "trained_at": time.time()},
+    )
+    console.print(
+        f"registered {version}: val ndcg@10 {result.best_val.get('ndcg@10', 0):.4f}, "
+        f"test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} ({result.seconds:.0f}s)"
+    )
+    go = promote is Promote.always or live is None
+    if promote is Promote.auto and live is not None:
+        try:
+            live_val = evaluate_snapshot(registry.load(live), split, on="val")["ndcg@10"]
+        except RegistryError as exc:
+            console.print(f"live version unreadable ({exc}); promoting the new one")
+            live_val = -1.0
+        go = result.best_val.get("ndcg@10", 0.0) >= live_val
+        console.print(f"live {live} val ndcg@10 {live_val:.4f} -> {'promote' if go else 'keep live'}")
+    if go:
+        registry.promote(version)
+        console.print(f"[green]{version} is live[/]")

@@ -1,0 +1,65 @@
+"""Full-ranking metrics: every item is a candidate (no sampled negatives); items the user already
+interacted with are excluded. Ties count against the target (a constant scorer scores zero)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Scorer = Callable[[list[np.ndarray]], np.ndarray]  # input sequences -> (B, N) float32 scores
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray, exclude: Sequence[np.ndarray]) -> np.ndarray:
+    """(B,) int64 0-based rank of each target among non-excluded items; scores (B, N)."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    for b, ex in enumerate(exclude):
+        ex = ex[ex != targets[b]]
+        scores[b, ex] = -np.inf
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    return (scores >= target_scores).sum(axis=1) - 1  # ties are counted ahead of the target
+
+
+def top_k(scores: np.ndarray, exclude: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """(B, k) rows of the top-k non-excluded items per user."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    for b, ex in enumerate(exclude):
+        scores[b, ex] = -np.inf
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    out["mrr"] = float((1.0 / (ranks + 1.0)).mean())
+    return out
+
+
+def evaluate(
+    scorer: Scorer,
+    inputs: list[np.ndarray],
+    targets: np.ndarray,
+    n_items: int,
+    batch: int = 256,
+    ks: Sequence[int] = (10, 20),
+    subset: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Metrics of ``scorer`` over users (optionally only ``subset`` of them), plus catalog coverage@10."""
+    idx = np.arange(len(inputs)) if subset is None else np.asarray(subset)
+    ranks: list[np.ndarray] = []
+    shown = np.zeros(n_items, dtype=bool)
+    for start in range(0, len(idx), batch):
+        b = idx[start : start + batch]
+        seqs = [inputs[i] for i in b]
+        scores = scorer(seqs)[:, :n_items]
+        ranks.append(target_ranks(scores, targets[b], seqs))
+        shown[top_k(scores, seqs, 10).ravel()] = True
+    out = ranking_metrics(np.concatenate(ranks) if ranks else np.empty(0, np.int64), ks)
+    out["coverage@10"] = float(shown.mean())
+    out["users"] = float(len(idx))
+    return out

@@ -1,0 +1,121 @@
+"""From events to per-user sequences, and the leave-one-out-by-time split.
+
+For each user (with at least `min_len` positives): the last positive is the test target, the
+second-to-last the validation target, everything before is training data. Hyperparameters are
+chosen on validation; test is read once per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from liverec.events.rewards import Rewards
+from liverec.events.schema import Event, EventType, Item
+from liverec.model.vocab import Vocab
+from liverec.settings import RewardWeights
+
+
+@dataclass
+class Sequences:
+    """Positive interactions per user, in time order, as item rows of `vocab`."""
+
+    users: list[str]
+    items: list[np.ndarray]  # per user: (T_u,) int64 rows, oldest first
+    times: list[np.ndarray]  # per user: (T_u,) float64 epoch seconds
+    vocab: Vocab
+    texts: dict[str, str] = field(default_factory=dict)  # item id -> content for the text encoder
+
+    @property
+    def n_items(self) -> int:
+        return len(self.vocab)
+
+    def n_interactions(self) -> int:
+        return int(sum(len(s) for s in self.items))
+
+
+def sequences_from_events(
+    events: Sequence[Event],
+    items: Sequence[Item] = (),
+    rewards: RewardWeights | None = None,
+    min_len: int = 1,
+) -> Sequences:
+    """Group positive events by user, in (timestamp, log order). Items with metadata come first in
+    the vocabulary (catalog order); ids only seen in events follow in order of first appearance."""
+    reward = Rewards(rewards)
+    vocab = Vocab(i.item_id for i in items)
+    order = sorted(range(len(events)), key=lambda k: events[k].timestamp)  # stable: ties keep log order
+    by_user: dict[str, tuple[list[int], list[float]]] = {}
+    for k in order:
+        ev = events[k]
+        if ev.type is EventType.impression or reward(ev) <= 0:
+            continue
+        rows, times = by_user.setdefault(ev.user_id, ([], []))
+        rows.append(vocab.add(ev.item_id))
+        times.append(ev.timestamp)
+    users = [u for u, (rows, _) in by_user.items() if len(rows) >= min_len]
+    return Sequences(
+        users=users,
+        items=[np.asarray(by_user[u][0], dtype=np.int64) for u in users],
+        times=[np.asarray(by_user[u][1], dtype=np.float64) for u in users],
+        vocab=vocab,
+        texts={i.item_id: i.content() for i in items},
+    )
+
+
+@dataclass
+class LeaveOneOut:
+    """Per user: train prefix, validation target (second-to-last), test target (last)."""
+
+    seqs: Sequences
+    train: list[np.ndarray]  # (T_u - 2,) int64
+    val: np.ndarray  # (U,) int64
+    test: np.ndarray  # (U,) int64
+    cold_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # rows never trained on
+
+    @property
+    def n_items(self) -> int:
+        return self.seqs.n_items
+
+    def val_inputs(self) -> list[np.ndarray]:
+        return self.train
+
+    def test_inputs(self) -> list[np.ndarray]:
+        return [np.append(t, v) for t, v in zip(self.train, self.val, strict=True)]
+
+    def train_with_val(self) -> list[np.ndarray]:
+        """Training data for a final fit that may also learn from the validation target."""
+        return self.test_inputs()
+
+
+def leave_one_out(
+    seqs: Sequences, min_len: int = 5, cold_fraction: float = 0.0, seed: int = 0
+) -> LeaveOneOut:
+    """Split users with >= ``min_len`` positives. With ``cold_fraction`` > 0, that share of items is
+    held out of training entirely (removed from train prefixes; their text stays known), to measure
+    recommending items nobody has interacted with yet."""
+    keep = [k for k, s in enumerate(seqs.items) if len(s) >= min_len]
+    cold = np.empty(0, dtype=np.int64)
+    if cold_fraction > 0:
+        rng = np.random.default_rng(seed)
+        n_cold = round(cold_fraction * seqs.n_items)
+        cold = np.sort(rng.choice(seqs.n_items, size=n_cold, replace=False)).astype(np.int64)
+    is_cold = np.zeros(seqs.n_items, dtype=bool)
+    is_cold[cold] = True
+    train, val, test = [], [], []
+    for k in keep:
+        s = seqs.items[k]
+        prefix = s[:-2]
+        train.append(prefix[~is_cold[prefix]] if cold.size else prefix)
+        val.append(s[-2])
+        test.append(s[-1])
+    sub = Sequences(
+        users=[seqs.users[k] for k in keep],
+        items=[seqs.items[k] for k in keep],
+        times=[seqs.times[k] for k in keep],
+        vocab=seqs.vocab,
+        texts=seqs.texts,
+    )
+    return LeaveOneOut(sub, train, np.asarray(val, np.int64), np.asarray(test, np.int64), cold)

@@ -1,0 +1,141 @@
+"""`SequentialModel`: serves a trained `SASRec` behind the `Model` contract.
+
+It reads the user's *live* sequence on every call, so a click changes the next list without any
+weight update. The network keeps its own item indices (its training vocabulary); `sync` maps every
+catalog row to a model index, growing the embedding table in place for items the model has never
+seen (text-only until trained). Users with no history get the fallback model (popularity).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from itertools import islice
+
+import numpy as np
+import torch
+
+from liverec.events.state import UserState
+from liverec.model.base import Model
+from liverec.model.transformer import N_TIME_GAP_BUCKETS, SASRec
+from liverec.model.vocab import Vocab
+from liverec.store.catalog import Catalog
+
+
+def time_gap_buckets(times: Sequence[float]) -> np.ndarray:
+    """(T,) int64 log2 buckets of seconds since the previous interaction (0 for the first)."""
+    t = np.asarray(times, dtype=np.float64)
+    gaps = np.diff(t, prepend=t[:1]) if len(t) else t
+    return np.minimum(np.log2(np.maximum(gaps, 0.0) + 1.0).astype(np.int64), N_TIME_GAP_BUCKETS - 1)
+
+
+class SequentialModel(Model):
+    name = "transformer"
+
+    def __init__(self, net: SASRec, vocab: Sequence[str], version: str, fallback: Model) -> None:
+        self.net = net.eval()
+        self.vocab = Vocab.from_list(list(vocab))
+        self.registry_version = version
+        self.fallback = fallback
+        self._to_model = np.zeros(0, dtype=np.int64)  # catalog row -> model index (row + 1 in vocab)
+        self._net_table = torch.zeros(1, net.config.d_model)  # (M+1, D) by model index, cached
+        self._table = torch.zeros(0, net.config.d_model)  # (N_catalog, D) by catalog row
+        self._normed: torch.Tensor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return f"{self.name}@{self.registry_version}"
+
+    def version_for(self, user: UserState | None) -> str:
+        return self.version if user is not None and user.items else self.fallback.version
+
+    # -- catalog alignment ----------------------------------------------------------------------
+    def sync(self, catalog: Catalog, texts: dict[int, np.ndarray] | None = None) -> list[int]:
+        """Cover every catalog row; new ones grow the model. Returns catalog rows that were new to the
+        model (callers encode their text and pass it later through `set_text`)."""
+        with self._lock:
+            start = len(self._to_model)
+            if start == len(catalog):
+                return []
+            new_rows: list[int] = []
+            mapping = np.empty(len(catalog) - start, dtype=np.int64)
+            for k, item_id in enumerate(catalog.ids[start:]):
+                idx = self.vocab.row(item_id)
+                if idx is None:
+                    idx = self.vocab.add(item_id)
+                    new_rows.append(start + k)
+                mapping[k] = idx + 1
+            self.net.grow(len(self.vocab) - self.net.config.n_items)
+            self._to_model = np.concatenate([self._to_model, mapping])
+            self._refresh()
+        if texts:
+            self.set_text(texts)
+        return new_rows
+
+    def set_text(self, texts: dict[int, np.ndarray]) -> None:
+        """Text embeddings (384,) float32 for catalog rows; refreshes those items' representations."""
+        if not texts:
+            return
+        with self._lock:
+            rows = np.fromiter(texts.keys(), dtype=np.int64, count=len(texts))
+            vecs = torch.from_numpy(np.stack([texts[int(r)] for r in rows]).astype(np.float32))
+            self.net.set_text(torch.from_numpy(self._to_model[rows]), vecs)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute cached item representations (after growth, new text, or new weights)."""
+        with torch.no_grad():
+            self._net_table = self.net.item_table()  # (M+1, D)
+            index = torch.from_numpy(self._to_model)
+            self._table = self._net_table[index] if len(index) else self._net_table[:0]
+        self._normed = None
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _inputs(self, user: UserState) -> tuple[torch.Tensor, torch.Tensor | None]:
+        max_len = self.net.config.max_len
+        n = len(user.items)
+        rows = np.fromiter(islice(user.items, max(0, n - max_len), None), dtype=np.int64)
+        rows = rows[rows < len(self._to_model)]
+        seq = torch.from_numpy(self._to_model[rows]).unsqueeze(0)  # (1, T)
+        gaps = None
+        if self.net.config.time_gaps:
+            times = list(islice(user.times, max(0, n - max_len), None))[-len(rows) :]
+            gaps = torch.from_numpy(time_gap_buckets(times)).unsqueeze(0)
+        return seq, gaps
+
+    def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
+        if user is None or not user.items:
+            return self.fallback.score(user, n_items, user_id)
+        seq, gaps = self._inputs(user)
+        if seq.shape[1] == 0:
+            return self.fallback.score(user, n_items, user_id)
+        with torch.no_grad():
+            h = self.net.forward(seq, gaps=gaps, table=self._net_table)[0, -1]  # (D,)
+            scores = (self._table[:n_items] @ h).numpy()
+        out = np.full(n_items, -np.inf, dtype=np.float32)
+        out[: len(scores)] = scores
+        return out
+
+    def score_batch(self, seqs: list[np.ndarray], batch: int = 256) -> np.ndarray:
+        """(B, N_catalog) float32 scores after each sequence of catalog rows (offline evaluation)."""
+        from liverec.trainer.offline import left_pad  # local: trainer imports model modules
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(seqs), batch):
+                chunk = [self._to_model[s[s < len(self._to_model)]] - 1 for s in seqs[i : i + batch]]
+                h = self.net.forward(left_pad(chunk), table=self._net_table)[:, -1]  # (b, D)
+                out.append((h @ self._table.T).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self._table)), np.float32)
+
+    def similar(self, row: int, n_items: int) -> np.ndarray:
+        if self._normed is None:
+            self._normed = torch.nn.functional.normalize(self._table, dim=1)
+        normed = self._normed
+        if row >= len(normed):
+            return self.fallback.similar(row, n_items)
+        sims = (normed[:n_items] @ normed[row]).numpy()
+        out = np.full(n_items, -np.inf, dtype=np.float32)
+        out[: len(sims)] = sims
+        return out

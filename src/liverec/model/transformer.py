@@ -1,0 +1,231 @@
+"""The sequential recommender: a causal Transformer over a user's interactions (SASRec-style),
+scoring every item by dot product with item representations.
+
+Reads bottom-up: attention and blocks, then the config, then the model. Conventions:
+- item index 0 is padding; catalog row r is model index r + 1;
+- sequences are left-padded, and positions count back from the newest interaction (0 = newest),
+  so a batch can be padded to any length and serving reads the same positions as training;
+- an item's representation = its id embedding + a learned projection of its text embedding, so an
+  item with a title or description can be scored before anyone has touched it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+N_TIME_GAP_BUCKETS = 32  # log2(seconds since the previous interaction + 1), capped
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, T, D) float32; mask (B, 1, T, T) bool, True = may attend."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)
+        q = q.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+        k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, Dh)
+        y = y.transpose(1, 2).contiguous().view(B, T, D)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: attention then a GELU MLP, each with a residual."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+@dataclass
+class TransformerConfig:
+    n_items: int  # catalog size (without the padding row); grows with `SASRec.grow`
+    text_dim: int = 384  # width of the text embeddings (all-MiniLM-L6-v2: 384); 0 = no text
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 200
+    dropout: float = 0.2
+    id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
+    n_event_types: int = 0  # > 0: add an event-type embedding to each input position
+    time_gaps: bool = False  # add an embedding of the time since the previous interaction
+    loss: str = "full"  # "full": softmax over the catalog; "sampled": shared negatives with logQ correction
+    n_negatives: int = 1024  # sampled loss only
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class SASRec(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        n = c.n_items + 1  # + padding row 0
+        self.id_emb = nn.Embedding(n, c.d_model, padding_idx=0)
+        self.text_emb: Tensor  # (N+1, Dt) float32, a buffer: saved with the weights, never trained
+        self.register_buffer("text_emb", torch.zeros(n, max(c.text_dim, 1)), persistent=True)
+        self.text_proj = nn.Linear(c.text_dim, c.d_model, bias=False) if c.text_dim else None
+        self.pos_emb = nn.Embedding(c.max_len, c.d_model)
+        self.type_emb = (
+            nn.Embedding(c.n_event_types + 1, c.d_model, padding_idx=0) if c.n_event_types else None
+        )
+        self.gap_emb = nn.Embedding(N_TIME_GAP_BUCKETS, c.d_model) if c.time_gaps else None
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList([Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.padding_idx is not None:
+                m.weight.data[m.padding_idx].zero_()
+
+    # -- items ----------------------------------------------------------------------------------
+    def set_text(self, rows: Tensor, vectors: Tensor) -> None:
+        """Text embeddings for model indices ``rows`` (R,) int64; ``vectors`` (R, Dt) float32."""
+        with torch.no_grad():
+            self.text_emb[rows] = vectors.to(self.text_emb.dtype)
+
+    def item_table(self, hide_ids: Tensor | None = None) -> Tensor:
+        """(N+1, D) float32 item representations; ``hide_ids`` (N+1,) bool drops id embeddings."""
+        ids = self.id_emb.weight
+        if hide_ids is not None:
+            ids = ids * (~hide_ids).unsqueeze(1).to(ids.dtype)
+        if self.text_proj is None:
+            return ids
+        return ids + self.text_proj(self.text_emb)
+
+    def grow(self, n_new: int) -> None:
+        """Append ``n_new`` item rows in place: zero id embeddings (text-only until trained)."""
+        if n_new <= 0:
+            return
+        old = self.id_emb.weight.data
+        new = torch.zeros(old.shape[0] + n_new, old.shape[1], dtype=old.dtype)
+        new[: old.shape[0]] = old
+        self.id_emb = nn.Embedding.from_pretrained(new, freeze=False, padding_idx=0)
+        text = torch.zeros(old.shape[0] + n_new, self.text_emb.shape[1], dtype=self.text_emb.dtype)
+        text[: old.shape[0]] = self.text_emb
+        self.text_emb = text
+        self.config.n_items += n_new
+
+    # -- sequences ------------------------------------------------------------------------------
+    def forward(
+        self,
+        seq: Tensor,
+        types: Tensor | None = None,
+        gaps: Tensor | None = None,
+        table: Tensor | None = None,
+    ) -> Tensor:
+        """Hidden states (B, T, D) float32 for left-padded item indices ``seq`` (B, T) int64
+        (0 = padding); ``types`` (B, T) int64 event types (1..n), ``gaps`` (B, T) int64 buckets."""
+        T = seq.shape[1]
+        if self.config.max_len < T:
+            seq, T = seq[:, -self.config.max_len :], self.config.max_len
+            types = types[:, -T:] if types is not None else None
+            gaps = gaps[:, -T:] if gaps is not None else None
+        table = self.item_table() if table is None else table
+        x = table[seq] * math.sqrt(self.config.d_model)  # (B, T, D)
+        positions = torch.arange(T - 1, -1, -1, device=seq.device)  # 0 = the newest interaction
+        x = x + self.pos_emb(positions)
+        if self.type_emb is not None and types is not None:
+            x = x + self.type_emb(types)
+        if self.gap_emb is not None and gaps is not None:
+            x = x + self.gap_emb(gaps.clamp(0, N_TIME_GAP_BUCKETS - 1))
+        real = seq != 0  # (B, T)
+        x = self.drop(x) * real.unsqueeze(-1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()
+        mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=seq.device)
+        mask = mask.unsqueeze(1)  # (B, 1, T, T); a position always sees itself (no empty rows)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+    def loss(
+        self,
+        seq: Tensor,
+        targets: Tensor,
+        types: Tensor | None = None,
+        gaps: Tensor | None = None,
+        exclude: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        """Next-item cross-entropy at every position. ``targets`` (B, T) int64, 0 = no target;
+        ``exclude`` (N+1,) bool: items never scored (held out); ``log_q`` (N+1,) float32 log
+        sampling probabilities, needed by the sampled loss."""
+        c = self.config
+        hide = None
+        if self.training and c.id_dropout > 0:
+            hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout
+        table = self.item_table(hide)  # (N+1, D)
+        h = self.forward(seq, types, gaps, table)  # (B, T, D)
+        keep = targets != 0
+        h, y = h[keep], targets[keep]  # (P, D), (P,)
+        if c.loss == "full":
+            logits = h @ table.T  # (P, N+1)
+            logits[:, 0] = -torch.inf
+            if exclude is not None:
+                logits[:, exclude] = -torch.inf
+            return F.cross_entropy(logits, y)
+        return self._sampled_loss(h, y, table, exclude, log_q)
+
+    def _sampled_loss(
+        self, h: Tensor, y: Tensor, table: Tensor, exclude: Tensor | None, log_q: Tensor | None
+    ) -> Tensor:
+        """Softmax over the positive and `n_negatives` items shared by the batch, drawn from Q, with
+        logQ correction (Yi et al., 2019) so the estimate is unbiased for the full softmax."""
+        if log_q is None:
+            raise ValueError("the sampled loss needs log_q, the log sampling probability of each item")
+        q = log_q.exp()
+        if exclude is not None:
+            q = q.masked_fill(exclude, 0.0)
+        q[0] = 0.0
+        neg = torch.multinomial(q, self.config.n_negatives, replacement=True)  # (K,)
+        pos_logit = (h * table[y]).sum(-1, keepdim=True) - log_q[y].unsqueeze(1)  # (P, 1)
+        neg_logit = h @ table[neg].T - log_q[neg].unsqueeze(0)  # (P, K)
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -torch.inf)  # accidental hits
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=h.device))
+
+    @torch.no_grad()
+    def score_last(
+        self,
+        seq: Tensor,
+        types: Tensor | None = None,
+        gaps: Tensor | None = None,
+        table: Tensor | None = None,
+    ) -> Tensor:
+        """(B, N) float32 scores of every catalog item (padding column dropped) after each sequence."""
+        table = self.item_table() if table is None else table
+        h = self.forward(seq, types, gaps, table)[:, -1]  # (B, D)
+        return h @ table[1:].T

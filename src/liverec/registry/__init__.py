@@ -1,0 +1,1 @@
+"""Versioned model snapshots and which one is live (`registry.registry.ModelRegistry`)."""

@@ -1,0 +1,1 @@
+"""Training: offline (`trainer.offline`) and, from every event, online."""
