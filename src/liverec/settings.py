@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,8 @@ DEFAULT_DATA_DIR = Path("liverec-data")
 
 
 class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="larger request bodies get 413")
@@ -34,10 +36,14 @@ class ServerSettings(BaseModel):
 
 
 class StateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     max_sequence: int = Field(200, gt=0, description="positive interactions kept per user")
 
 
 class PopularitySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     """Time-decayed popularity blended with item-to-item co-occurrence."""
 
     half_life_s: float = Field(7 * 86400.0, gt=0, description="popularity half-life, in event time")
@@ -48,6 +54,8 @@ class PopularitySettings(BaseModel):
 
 
 class RewardWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     """Reward per event type. A positive reward makes an event a positive interaction."""
 
     impression: float = 0.0

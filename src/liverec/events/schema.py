@@ -23,7 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+# no NUL: Postgres text cannot hold it, and one such event would fail a whole group commit
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256, pattern=r"^[^\x00]*$")
+]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 

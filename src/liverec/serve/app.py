@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from liverec.events.schema import Event, Item
+from liverec.events.schema import Event, Item, ItemIn
 from liverec.serve.engine import Engine
 from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics
@@ -20,7 +20,7 @@ from liverec.serve.schemas import EventBatch
 from liverec.settings import Settings
 
 # Request bodies parsed by hand (for strict JSON and per-event errors) reference these schemas.
-OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item)
+OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item, ItemIn)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics = metrics
     for module in (events, users, items, health):
         app.include_router(module.router)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    # the last added runs first: metrics wrap the body limit, so its 413s are observed as 413s
     app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

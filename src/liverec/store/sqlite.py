@@ -100,14 +100,20 @@ class SQLiteEventStore(EventStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. SQLite failures (locked, disk full, closed) become `StoreError`, so
+        callers (the API answers 503) know that nothing was written."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite write to {self.path} failed: {exc}") from exc
 
     # -- events -------------------------------------------------------------------------------
     def append(self, events: Sequence[Event]) -> AppendResult:

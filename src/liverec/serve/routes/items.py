@@ -10,11 +10,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from liverec.events.schema import Item, ItemIn
 from liverec.serve.deps import EngineDep, SettingsDep, read_json
+from liverec.serve.engine import Engine
 from liverec.serve.schemas import ItemsUpserted, ItemUpserted, RecommendedItem, SimilarOut, responses
+from liverec.store.base import StoreError
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemId = Annotated[str, Path(min_length=1, max_length=256)]
 ITEM_LIST = TypeAdapter(list[Item])
+ITEM_IN_SCHEMA = {"$ref": "#/components/schemas/ItemIn"}
 BATCH_SCHEMA = {
     "type": "object",
     "required": ["items"],
@@ -32,25 +35,39 @@ def _errors(exc: ValidationError, indexed: bool) -> list[dict[str, Any]]:
     return [{"index": i, "errors": e} for i, e in sorted(by_index.items())]
 
 
+def _upsert(engine: Engine, items: list[Item]) -> int:
+    try:
+        return engine.upsert_items(items)
+    except StoreError as exc:
+        raise HTTPException(503, f"store unavailable, nothing was written: {exc}") from None
+
+
 @router.put(
     "/{item_id}",
     response_model=ItemUpserted,
-    responses=responses(400, 413, 422),
+    responses=responses(400, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ITEM_IN_SCHEMA}}}
+    },
     summary="Create or replace one item",
 )
-async def put_item(item_id: ItemId, item: ItemIn, engine: EngineDep) -> ItemUpserted:
+async def put_item(item_id: ItemId, request: Request, engine: EngineDep) -> ItemUpserted | JSONResponse:
+    # parsed by hand like every other body: strict JSON (NaN is a 400, not a silent null) and
+    # errors in the same {"detail", "errors"} shape
+    body = await read_json(request)
     try:
-        full = item.with_id(item_id)
+        full = ItemIn.model_validate(body).with_id(item_id)
     except ValidationError as exc:
-        raise HTTPException(422, _errors(exc, indexed=False)) from None
-    created = engine.upsert_items([full])
+        detail = "the item is invalid; nothing was written"
+        return JSONResponse({"detail": detail, "errors": _errors(exc, indexed=False)}, status_code=422)
+    created = _upsert(engine, [full])
     return ItemUpserted(item_id=full.item_id, created=bool(created))
 
 
 @router.post(
     "",
     response_model=ItemsUpserted,
-    responses=responses(400, 413, 422),
+    responses=responses(400, 413, 422, 503),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}
     },
@@ -70,7 +87,7 @@ async def post_items(
         errors = _errors(exc, indexed=True)
         detail = f"{len(errors)} of {len(body['items'])} items are invalid; nothing was written"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
-    created = engine.upsert_items(items)
+    created = _upsert(engine, items)
     return ItemsUpserted(upserted=len(items), created=created)
 
 

@@ -12,7 +12,7 @@ from liverec.serve.schemas import RecommendationOut, RecommendedItem, UserDelete
 from liverec.store.base import StoreError
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-UserId = Annotated[str, Path(min_length=1, max_length=256)]
+UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]  # no NUL, as in Event
 
 
 @router.get(
