@@ -38,7 +38,9 @@ class MemoryEventStore(EventStore):
 
     def read(self, after: int = 0, limit: int = 10_000) -> list[StoredEvent]:
         with self._lock:
-            out = []
+            out: list[StoredEvent] = []
+            if limit <= 0:
+                return out
             for off in range(after + 1, self._last + 1):
                 if off in self._events:
                     out.append(self._events[off])
