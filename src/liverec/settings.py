@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     rewards: RewardWeights = RewardWeights()
     model: dict[str, Any] = Field(default_factory=dict, description="TransformerConfig fields, e.g. d_model")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields, e.g. epochs, lr")
+    online: dict[str, Any] = Field(
+        default_factory=dict, description="OnlineConfig fields, e.g. lr, batch_size"
+    )
+    gate: dict[str, Any] = Field(
+        default_factory=dict, description="GateConfig fields, e.g. publish_s, tolerance"
+    )
+    filters: dict[str, Any] = Field(
+        default_factory=dict, description="FilterConfig fields (bot/burst limits)"
+    )
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -96,6 +105,11 @@ class Settings(BaseSettings):
         if self.registry_dir is None:
             self.registry_dir = self.data_dir / "registry"
         return self
+
+    @property
+    def registry_path(self) -> Path:
+        """The model registry folder (``registry_dir``, else ``data_dir/registry``)."""
+        return self.registry_dir or self.data_dir / "registry"
 
     @classmethod
     def settings_customise_sources(

@@ -60,7 +60,7 @@ def offline(
     if not split.train:
         fail(f"no user has {min_len} or more positive interactions")
     results: dict[str, dict[str, Any]] = {}
-    registry = ModelRegistry(settings.registry_dir)  # type: ignore[arg-type]
+    registry = ModelRegistry(settings.registry_path)
     for v in version or registry.list_versions():
         try:
             results[f"transformer@{v}"] = evaluate_snapshot(registry.load(v), split)
@@ -70,3 +70,84 @@ def offline(
         results.update(run_baselines(split))
     print_table(results)
     print(json.dumps({"users": len(split.train), "items": split.n_items, "models": results}, default=float))
+
+
+@evaluate_app.command()
+def prequential(
+    data: Annotated[Path, typer.Option(help="a time-ordered log: MovieLens folder or CSV")],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.movielens,
+    config: ConfigOpt = None,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="repeat per seed (default 0 1 2)")] = None,
+    offline_fraction: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.5,
+    delay: Annotated[
+        int, typer.Option(min=1, help="predictions use weights at most this many events old")
+    ] = 64,
+    text: Annotated[bool, typer.Option(help="use the text encoder for item content")] = True,
+    plot: Annotated[Path, typer.Option(help="where to save the PNG")] = Path("prequential.png"),
+) -> None:
+    """Replay a log in time order: train offline on the first part, stream the rest test-then-train,
+    comparing the online-updated Transformer, the frozen one and online popularity."""
+    from liverec.evaluate.plots import plot_windows
+    from liverec.evaluate.prequential import prequential as run
+    from liverec.evaluate.split import sequences_from_events
+    from liverec.model.text import TextEncoder
+    from liverec.trainer.configs import from_table
+    from liverec.trainer.offline import train_config
+    from liverec.trainer.online import OnlineConfig
+
+    settings = settings_from(config)
+    try:
+        ds = read_dataset(data, fmt)
+    except DatasetError as exc:
+        fail(str(exc))
+        return
+    vectors = None
+    if text:
+        seqs = sequences_from_events(ds.events, ds.items)
+        with open_store(f"sqlite:///{settings.data_dir / 'embeddings.db'}") as cache:
+            vectors = TextEncoder().encode_cached([seqs.texts.get(i, "") for i in seqs.vocab.ids], cache)
+    runs = []
+    for seed in seeds or [0, 1, 2]:
+        console.print(f"seed {seed}")
+        try:
+            train = train_config(settings.train, seed=seed)
+            online = from_table(OnlineConfig, settings.online, "online", seed=seed)
+        except (TypeError, ValueError) as exc:
+            fail(str(exc))
+            return
+        runs.append(
+            run(ds, vectors, settings.model, train, online, offline_fraction, delay, log=console.print)
+        )
+    out = average_runs(runs)
+    plot_windows(out["models"], plot, title=f"prequential NDCG@10 on {data.name} ({len(runs)} seeds)")
+    console.print(f"plot: {plot}")
+    print(json.dumps(out, default=float))
+
+
+def average_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds of every model's metrics and windows; each run is kept under "runs"."""
+    models: dict[str, Any] = {}
+    for name in runs[0]["models"]:
+        per = [r["models"][name] for r in runs]
+        windows = [
+            {
+                **w,
+                "ndcg@10": float(sum(p["windows"][k]["ndcg@10"] for p in per) / len(per)),
+                "hr@10": float(sum(p["windows"][k]["hr@10"] for p in per) / len(per)),
+            }
+            for k, w in enumerate(per[0]["windows"])
+        ]
+        models[name] = {
+            "ndcg@10": sum(p["ndcg@10"] for p in per) / len(per),
+            "hr@10": sum(p["hr@10"] for p in per) / len(per),
+            "events": per[0]["events"],
+            "windows": windows,
+        }
+    ratio = models["online"]["ndcg@10"] / max(models["frozen"]["ndcg@10"], 1e-12)
+    return {
+        "models": models,
+        "events_streamed": runs[0]["events_streamed"],
+        "online_vs_frozen_ndcg@10": ratio,
+        "seeds": len(runs),
+        "runs": runs,
+    }

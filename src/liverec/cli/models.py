@@ -17,7 +17,7 @@ app.add_typer(models_app, name="models")
 
 def _registry(config: ConfigOpt) -> ModelRegistry:
     settings = settings_from(config)
-    return ModelRegistry(settings.registry_dir)  # type: ignore[arg-type]
+    return ModelRegistry(settings.registry_path)
 
 
 @models_app.command("list")

@@ -40,6 +40,7 @@ def train(
     settings = settings_from(config, store)
     try:
         with open_store(settings.store_url) as st:
+            trained_to = st.last_offset()  # the online learner continues from here
             split = split_from_store(st, min_len=3)
             if not split.train:
                 fail("no user has 3 or more positive interactions yet: nothing to train on")
@@ -93,14 +94,14 @@ def train(
         "users": len(split.train),
         "items": split.n_items,
     }
-    registry = ModelRegistry(settings.registry_dir)  # type: ignore[arg-type]
+    registry = ModelRegistry(settings.registry_path)
     live = registry.live()
     version = registry.save(
         model,
         split.seqs.vocab.to_list(),
         metrics,
         parent=live,
-        extra={"train": cfg.to_dict(), "trained_at": time.time()},
+        extra={"train": cfg.to_dict(), "trained_at": time.time(), "trainer_offset": trained_to},
     )
     console.print(
         f"registered {version}: val ndcg@10 {result.best_val.get('ndcg@10', 0):.4f}, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import time
 import uuid
@@ -132,6 +133,16 @@ class ModelRegistry:
         self._write_state({"version": previous, "history": history})
         return previous
 
+    def delete(self, version: str) -> None:
+        """Remove a version that is neither live nor on the rollback history."""
+        if version == self.live() or version in self.history():
+            raise RegistryError(f"{version} is live or on the rollback history; not deleting it")
+        folder = self.versions_dir / version
+        if folder.is_dir():
+            trash = self.versions_dir / f".tmp-del-{uuid.uuid4().hex}"
+            os.rename(folder, trash)  # atomic: readers see the version or nothing
+            shutil.rmtree(trash, ignore_errors=True)
+
     def _write_state(self, state: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".LIVE-{uuid.uuid4().hex}"
@@ -171,6 +182,8 @@ class ModelRegistry:
                 return meta
         except FileNotFoundError:
             raise RegistryError(f"no version {version!r} in {self.root}") from None
+        except (OSError, ValueError) as exc:  # ValueError: not JSON (json.JSONDecodeError)
+            raise RegistryError(f"version {version!r} in {self.root} is unreadable: {exc}") from exc
 
     def load(self, version: str | None = None) -> Snapshot:
         """A version's model (eval mode), vocab and metadata; the live one by default."""
@@ -179,10 +192,15 @@ class ModelRegistry:
             raise RegistryError(f"no live model in {self.root}; train one with `liverec train`")
         meta = self.meta(version)
         folder = self.versions_dir / version
-        with open(folder / "vocab.json") as fh:
-            vocab = json.load(fh)
-        model = SASRec(TransformerConfig(**meta["config"]))
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        try:
+            with open(folder / "vocab.json") as fh:
+                vocab = json.load(fh)
+            model = SASRec(TransformerConfig(**meta["config"]))
+            state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        # every way a snapshot can be bad (missing or truncated files, bad JSON or config, a pickle
+        # that is not plain weights, wrong shapes) is one error, so that callers can keep serving
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise RegistryError(f"version {version!r} in {self.root} is unreadable: {exc}") from exc
         model.eval()
         return Snapshot(version=version, model=model, vocab=vocab, meta=meta)

@@ -40,7 +40,7 @@ class Engine:
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
-        self.registry = ModelRegistry(settings.registry_dir or settings.data_dir / "registry")
+        self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
         self._lock = threading.RLock()
         self.started = False

@@ -1,0 +1,73 @@
+"""`liverec learn --follow`: the online trainer, as its own process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, settings_from
+from liverec.store import StoreError, open_store
+
+
+@app.command()
+def learn(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    follow: Annotated[bool, typer.Option(help="keep following the log (else stop when caught up)")] = True,
+    max_seconds: Annotated[float, typer.Option(help="stop after this long (0 = never)")] = 0.0,
+    publish_s: Annotated[float | None, typer.Option(help="publish a candidate at least this often")] = None,
+    publish_events: Annotated[int | None, typer.Option(help="... or after this many events")] = None,
+) -> None:
+    """Learn from every event in the log, publishing guarded updates to the model registry."""
+    from liverec.registry.registry import ModelRegistry, RegistryError
+    from liverec.trainer.configs import from_table
+    from liverec.trainer.filters import FilterConfig
+    from liverec.trainer.follow import Decision, Follower, GateConfig
+    from liverec.trainer.online import OnlineConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(config, store)
+    try:
+        online = from_table(OnlineConfig, settings.online, "online")
+        gate = from_table(
+            GateConfig, settings.gate, "gate", publish_s=publish_s, publish_events=publish_events
+        )
+        filters = from_table(FilterConfig, settings.filters, "filters")
+    except (TypeError, ValueError) as exc:
+        fail(str(exc))
+        return
+    stopping = {"now": False}
+
+    def stop(*_: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        with open_store(settings.store_url) as st:
+            follower = Follower(
+                st,
+                ModelRegistry(settings.registry_path),
+                online,
+                gate,
+                settings.rewards,
+                filters,
+            )
+
+            def report(d: Decision) -> None:
+                what = f"published {d.published}" if d.published else "kept live"
+                console.print(f"offset {d.offset}: {what} - {d.reason}")
+
+            follower.on_decision = report
+            learner = follower.start()
+            console.print(f"learning from offset {learner.offset:,}; live {follower.live_version}")
+            follower.run(follow=follow, max_seconds=max_seconds, stop=lambda: stopping["now"])
+            follower.save_checkpoint()
+            console.print(f"stopped at offset {learner.offset:,} after {learner.examples:,} examples")
+    except RegistryError as exc:
+        fail(str(exc))
+    except StoreError as exc:
+        fail(str(exc))

@@ -1,0 +1,158 @@
+"""Prequential ("test-then-train") evaluation on a time-ordered log.
+
+The first part of the log trains the Transformer offline. The rest is streamed: for every streamed
+positive event, each model is first asked for the user's top-10 given the live sequence up to that
+moment, and only then learns (river's progressive validation; predictions use weights at most
+`delay` events old). Compared on exactly the same events and sequences:
+
+- frozen: the offline model, reading live sequences, never updated;
+- online: the same offline model, updated by `OnlineLearner` from every event;
+- popularity: interaction counts, updated online.
+
+Only events whose user already has history are scored (a sequence model needs one), the same
+events for every model. Items the user already interacted with are excluded.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from liverec.evaluate.split import leave_one_out, sequences_from_events
+from liverec.events.datasets import Dataset
+from liverec.events.rewards import Rewards
+from liverec.events.schema import EventType, StoredEvent
+from liverec.model.transformer import SASRec
+from liverec.trainer.offline import TrainConfig, fit_transformer
+from liverec.trainer.online import OnlineConfig, OnlineLearner, left_window
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Tally:
+    ranks: list[np.ndarray]
+
+    def metrics(self, n_windows: int) -> dict[str, Any]:
+        r = np.concatenate(self.ranks) if self.ranks else np.empty(0, np.int64)
+        hit = r < 10
+        ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+        windows = []
+        for w in np.array_split(np.arange(len(r)), n_windows):
+            if len(w):
+                windows.append(
+                    {
+                        "start": int(w[0]),
+                        "end": int(w[-1]) + 1,
+                        "ndcg@10": float(ndcg[w].mean()),
+                        "hr@10": float(hit[w].mean()),
+                    }
+                )
+        return {
+            "ndcg@10": float(ndcg.mean()) if len(r) else 0.0,
+            "hr@10": float(hit.mean()) if len(r) else 0.0,
+            "events": len(r),
+            "windows": windows,
+        }
+
+
+def _ranks(scores: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
+    """(B,) rank of each target; scores (B, M+1) with column 0 = padding."""
+    scores[:, 0] = -np.inf
+    for b, s in enumerate(seen):
+        scores[b, s[s != targets[b]]] = -np.inf
+    t = scores[np.arange(len(targets)), targets][:, None]
+    return (scores >= t).sum(axis=1) - 1
+
+
+def _scores(net: SASRec, windows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        table = net.item_table()
+        h = net.forward(torch.from_numpy(windows.astype(np.int64)), table=table)[:, -1]
+        return (h @ table.T).numpy()
+
+
+def prequential(
+    data: Dataset,
+    text: np.ndarray | None,
+    model: dict[str, object],
+    train: TrainConfig,
+    online: OnlineConfig,
+    offline_fraction: float = 0.5,
+    delay: int = 64,
+    n_windows: int = 10,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Run the comparison; returns {"models": {...}, "events_streamed": n, ...}."""
+    events = sorted(data.events, key=lambda e: e.timestamp)
+    cut = int(len(events) * offline_fraction)
+    head, tail = events[:cut], events[cut:]
+    seqs = sequences_from_events(head, data.items)
+    for ev in tail:  # every catalog item is known from the start (with its text)
+        seqs.vocab.add(ev.item_id)
+    split = leave_one_out(seqs, min_len=3)
+    counts = np.bincount(np.concatenate(split.train_with_val()), minlength=seqs.n_items)
+    split.cold_items = np.flatnonzero(counts == 0)  # never consumed offline: keep them text-only
+    if text is not None and len(text) < seqs.n_items:
+        text = np.concatenate([text, np.zeros((seqs.n_items - len(text), text.shape[1]), np.float32)])
+    if log:
+        log(f"offline: {len(head):,} events, {len(split.train)} users; streaming {len(tail):,} events")
+    net, result = fit_transformer(split, text, model, train)
+    if log:
+        log(f"offline model: val ndcg@10 {result.best_val.get('ndcg@10', 0):.4f} in {result.seconds:.0f}s")
+
+    learner = OnlineLearner(copy.deepcopy(net), seqs.vocab.to_list(), online)
+    frozen = copy.deepcopy(net).eval()
+    reward = Rewards()
+    learner.fold([StoredEvent(k + 1, ev) for k, ev in enumerate(head)], train=False)
+    seen: dict[str, set[int]] = {u: set(s) for u, s in learner.users.items()}
+    pop = np.zeros(seqs.n_items + 1)
+    for s in learner.users.values():
+        np.add.at(pop, np.fromiter(s, np.int64), 1.0)
+    tallies = {"online": Tally([]), "frozen": Tally([]), "popularity": Tally([])}
+    max_len = net.config.max_len
+    streamed = 0
+    for start in range(0, len(tail), delay):
+        chunk = tail[start : start + delay]
+        windows, targets, excl = [], [], []
+        pending: dict[str, list[int]] = {}
+        for ev in chunk:
+            if ev.type is EventType.impression or reward(ev) <= 0:
+                continue
+            idx = learner.vocab.row(ev.item_id)
+            assert idx is not None
+            history = list(learner.users.get(ev.user_id, ())) + pending.get(ev.user_id, [])
+            user_seen = seen.setdefault(ev.user_id, set())
+            if history:
+                windows.append(left_window(history, max_len))
+                targets.append(idx + 1)
+                excl.append(np.fromiter(user_seen, np.int64))
+            pending.setdefault(ev.user_id, []).append(idx + 1)
+            user_seen.add(idx + 1)
+        if targets:
+            w, t = np.stack(windows), np.asarray(targets)
+            tallies["online"].ranks.append(_ranks(_scores(learner.ema, w), t, excl))
+            tallies["frozen"].ranks.append(_ranks(_scores(frozen, w), t, excl))
+            tallies["popularity"].ranks.append(_ranks(np.tile(pop, (len(t), 1)), t, excl))
+        learner.fold([StoredEvent(cut + start + k + 1, ev) for k, ev in enumerate(chunk)])
+        for add in pending.values():
+            np.add.at(pop, np.asarray(add), 1.0)
+        streamed += len(chunk)
+        if log and (start // delay) % 100 == 0:
+            done = {k: v.metrics(1)["ndcg@10"] for k, v in tallies.items()}
+            log(
+                f"  streamed {streamed:,}/{len(tail):,}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in done.items())
+            )
+    return {
+        "models": {k: v.metrics(n_windows) for k, v in tallies.items()},
+        "events_streamed": streamed,
+        "offline_events": len(head),
+        "offline_val_ndcg@10": result.best_val.get("ndcg@10", 0.0),
+        "delay_events": delay,
+    }

@@ -1,0 +1,349 @@
+"""`Follower`: tails the event log and keeps the live model learning, behind a validation gate.
+
+Each cycle reads new events after the committed offset (through the `EventStore` interface only),
+first *scores* the candidate (the learner's EMA weights) and the live version on them, then
+*learns* from them: a prequential test-then-train slice. Every `publish_events` events or
+`publish_s` seconds the candidate is published only if its NDCG@10 on the slice is not worse than
+live's beyond `tolerance`; otherwise it is rejected and the reason logged. If the live version
+itself turns worse than the one before it on a slice, the registry is rolled back.
+
+Crash safety: the trainer checkpoint (weights, EMA, optimiser, offset) is written atomically after
+each decision; a restart resumes from its offset, so no event is skipped (at-least-once).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from liverec.events.schema import EventType, StoredEvent
+from liverec.model.text import TextEncoder
+from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.registry.registry import ModelRegistry, RegistryError
+from liverec.settings import RewardWeights
+from liverec.store.base import EventStore
+from liverec.trainer.filters import EventFilter, FilterConfig
+from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GateConfig:
+    publish_events: int = 2_000  # publish a candidate after this many new events ...
+    publish_s: float = 5.0  # ... or this many seconds, whichever comes first
+    min_eval: int = 50  # positives needed on the slice before a decision
+    tolerance: float = 0.01  # candidate may be this much below live (NDCG@10) and still ship
+    keep_versions: int = 20  # older online versions are pruned from the registry
+
+
+@dataclass
+class SliceScore:
+    """Running NDCG@10 / HR@10 of one model over a prequential slice."""
+
+    ndcg: float = 0.0
+    hits: float = 0.0
+    n: int = 0
+
+    def add(self, ranks: np.ndarray) -> None:
+        hit = ranks < 10
+        self.ndcg += float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).sum())
+        self.hits += float(hit.sum())
+        self.n += len(ranks)
+
+    def value(self) -> dict[str, float]:
+        return {"ndcg@10": self.ndcg / max(self.n, 1), "hr@10": self.hits / max(self.n, 1), "n": self.n}
+
+
+@dataclass
+class Decision:
+    published: str | None
+    reason: str
+    candidate: dict[str, float]
+    live: dict[str, float]
+    offset: int
+    at: float = field(default_factory=time.time)
+
+
+def slice_ranks(net: SASRec, windows: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
+    """(B,) rank of each target among all items, the user's earlier items excluded."""
+    with torch.no_grad():
+        table = net.item_table()
+        h = net.forward(torch.from_numpy(windows.astype(np.int64)), table=table)[:, -1]
+        scores = (h @ table.T).numpy()  # (B, M+1), index 0 = padding
+    scores[:, 0] = -np.inf
+    for b, s in enumerate(seen):
+        s = s[(s != targets[b]) & (s < scores.shape[1])]
+        scores[b, s] = -np.inf
+    t = np.minimum(targets, scores.shape[1] - 1)
+    target_scores = scores[np.arange(len(t)), t][:, None]
+    return (scores >= target_scores).sum(axis=1) - 1
+
+
+class Follower:
+    def __init__(
+        self,
+        store: EventStore,
+        registry: ModelRegistry,
+        cfg: OnlineConfig | None = None,
+        gate: GateConfig | None = None,
+        rewards: RewardWeights | None = None,
+        filters: FilterConfig | None = None,
+        encoder: TextEncoder | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.cfg = cfg or OnlineConfig()
+        self.gate = gate or GateConfig()
+        self.rewards = rewards
+        self.filters = filters
+        self.encoder = encoder
+        self.checkpoint = checkpoint or registry.root / "trainer" / "checkpoint.pt"
+        self.learner: OnlineLearner | None = None
+        self.live_version: str | None = None
+        self.live_net: SASRec | None = None
+        self.parent_net: SASRec | None = None
+        self.decisions: list[Decision] = []
+        self.on_decision: Callable[[Decision], None] | None = None
+        self._cand = SliceScore()
+        self._live = SliceScore()
+        self._parent = SliceScore()
+        self._since_events = 0
+        self._since_t = time.monotonic()
+
+    # -- start ----------------------------------------------------------------------------------
+    def _text_fn(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        items = {i: self.store.get_item(i) for i in item_ids}
+        texts = {i: it.content() for i, it in items.items() if it is not None and it.content()}
+        if not texts:
+            return {}
+        encoder = self.encoder = self.encoder or TextEncoder()
+        vecs = encoder.encode_cached(list(texts.values()), self.store)
+        return dict(zip(texts, vecs, strict=True))
+
+    def start(self) -> OnlineLearner:
+        """Resume from the trainer checkpoint, else start from the live registry version; then
+        rebuild sequences and the replay buffer from the log up to the resume offset."""
+        state: dict[str, Any] | None = None
+        if self.checkpoint.exists():
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        self.live_version = self.registry.live()
+        if state is not None:
+            net = SASRec(TransformerConfig(**state["config"]))
+            net.load_state_dict(state["net"])
+            vocab, offset = state["vocab"], int(state["offset"])
+        elif self.live_version is not None:
+            snap = self.registry.load(self.live_version)
+            net, vocab = snap.model, snap.vocab
+            offset = int(snap.meta.get("trainer_offset", 0))
+        else:
+            raise RegistryError("no model to learn from: train one first with `liverec train`")
+        learner = OnlineLearner(
+            net,
+            vocab,
+            self.cfg,
+            self.rewards,
+            self._text_fn,
+            EventFilter(self.filters) if self.filters else None,
+        )
+        if state is not None:
+            learner.ema.load_state_dict(state["ema"])
+            learner.opt.load_state_dict(state["opt"])
+            learner.steps, learner.examples = int(state["steps"]), int(state["examples"])
+        for page in self.store.pages(0, 20_000):  # rebuild: sequences, filters, replay; no training
+            page = [s for s in page if s.offset <= offset]
+            if not page:
+                break
+            learner.fold(page, train=False)
+        learner.offset = offset
+        self.learner = learner
+        self._load_live()
+        log.info("learning from offset %d (live %s, %d items)", offset, self.live_version, len(learner.vocab))
+        return learner
+
+    def _load_live(self) -> None:
+        """Keep a copy of the live version (and its parent) aligned to the learner's vocabulary."""
+        assert self.learner is not None
+        self.live_net, self.parent_net = None, None
+        if self.live_version is None:
+            return
+        try:
+            self.live_net = self._aligned(self.live_version)
+            parent = self.registry.meta(self.live_version).get("parent")
+            self.parent_net = self._aligned(parent) if parent else None
+        except (RegistryError, OSError, RuntimeError) as exc:
+            log.warning("cannot load live version %s for the gate: %s", self.live_version, exc)
+
+    def _aligned(self, version: str) -> SASRec:
+        """A registry version re-indexed to the learner's vocabulary (unknown items: text-only)."""
+        assert self.learner is not None
+        snap = self.registry.load(version)
+        vocab = self.learner.vocab
+        net = copy.deepcopy(self.learner.ema)
+        with torch.no_grad():
+            src = {item_id: k + 1 for k, item_id in enumerate(snap.vocab)}
+            own = snap.model.state_dict()
+            state = net.state_dict()
+            for key, value in own.items():
+                if key in ("id_emb.weight", "text_emb"):
+                    continue
+                state[key] = value
+            net.load_state_dict(state)
+            rows = [(k + 1, src[i]) for k, i in enumerate(vocab.ids) if i in src]
+            dst = torch.tensor([r for r, _ in rows], dtype=torch.long)
+            frm = torch.tensor([s for _, s in rows], dtype=torch.long)
+            net.id_emb.weight.zero_()
+            if len(rows):
+                net.id_emb.weight[dst] = snap.model.id_emb.weight[frm]
+                net.text_emb[dst] = snap.model.text_emb[frm]
+        return net.eval()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def step(self, page: list[StoredEvent]) -> LearnStats:
+        """Score the slice with candidate and live (before learning from it), then learn."""
+        learner = self.learner
+        assert learner is not None
+        self._score_slice(page)
+        stats = learner.fold(page)
+        self._since_events += stats.events
+        return stats
+
+    def _score_slice(self, page: list[StoredEvent]) -> None:
+        learner = self.learner
+        assert learner is not None
+        windows, targets, seen = [], [], []
+        for s in page:
+            ev = s.event
+            if ev.type is EventType.impression or learner.reward(ev) <= 0:
+                continue
+            row = learner.vocab.row(ev.item_id)
+            if row is None or ev.user_id not in learner.users:
+                continue  # new item or new user: nothing to score yet
+            windows.append(learner.window_of(ev.user_id))
+            targets.append(row + 1)
+            seen.append(learner.seen_of(ev.user_id))
+        if not targets:
+            return
+        w, t = np.stack(windows), np.asarray(targets)
+        self._cand.add(slice_ranks(learner.ema, w, t, seen))
+        if self.live_net is not None:
+            self._live.add(slice_ranks(self.live_net, w, t, seen))
+        if self.parent_net is not None:
+            self._parent.add(slice_ranks(self.parent_net, w, t, seen))
+
+    def due(self) -> bool:
+        g = self.gate
+        return self._since_events >= g.publish_events or (
+            self._since_events > 0 and time.monotonic() - self._since_t >= g.publish_s
+        )
+
+    def decide(self) -> Decision | None:
+        """Publish the candidate or reject it; roll back a regressed live version; checkpoint."""
+        learner = self.learner
+        assert learner is not None
+        if self._cand.n < self.gate.min_eval and self.live_net is not None:
+            return None
+        cand, live, parent = self._cand.value(), self._live.value(), self._parent.value()
+        tol = self.gate.tolerance
+        reason, published = "", None
+        regressed = (
+            self.live_net is not None
+            and self.parent_net is not None
+            and parent["n"] >= self.gate.min_eval
+            and live["ndcg@10"] < parent["ndcg@10"] - tol
+        )
+        if regressed:
+            try:
+                back = self.registry.rollback()
+                reason = (
+                    f"live {self.live_version} regressed ({live['ndcg@10']:.4f} < parent "
+                    f"{parent['ndcg@10']:.4f}); rolled back to {back}"
+                )
+                self.live_version = back
+                self._load_live()
+            except RegistryError as exc:
+                reason = f"live regressed but rollback failed: {exc}"
+        elif self.live_net is None or cand["ndcg@10"] >= live["ndcg@10"] - tol:
+            published = self._publish(cand, live)
+            reason = f"candidate {cand['ndcg@10']:.4f} >= live {live['ndcg@10']:.4f} - {tol}"
+        else:
+            reason = f"rejected: candidate {cand['ndcg@10']:.4f} < live {live['ndcg@10']:.4f} - {tol}"
+        decision = Decision(published, reason, cand, live, learner.offset)
+        (log.info if published else log.warning)("%s", reason)
+        self.decisions.append(decision)
+        if self.on_decision:
+            self.on_decision(decision)
+        self._cand, self._live, self._parent = SliceScore(), SliceScore(), SliceScore()
+        self._since_events, self._since_t = 0, time.monotonic()
+        self.save_checkpoint()
+        return decision
+
+    def _publish(self, cand: dict[str, float], live: dict[str, float]) -> str:
+        learner = self.learner
+        assert learner is not None
+        version = self.registry.save(
+            learner.ema,
+            learner.vocab.to_list(),
+            metrics={"prequential": {"candidate": cand, "live": live}},
+            parent=self.live_version,
+            extra={"trainer_offset": learner.offset, "online": True, "published_at": time.time()},
+        )
+        self.registry.promote(version)
+        self.parent_net, self.live_net = self.live_net, copy.deepcopy(learner.ema).eval()
+        self.live_version = version
+        self._prune()
+        return version
+
+    def _prune(self) -> None:
+        keep = set(self.registry.history()) | {self.live_version}
+        online = [v for v in self.registry.list_versions() if v not in keep]
+        for v in online[: max(0, len(online) - self.gate.keep_versions)]:
+            self.registry.delete(v)
+
+    def save_checkpoint(self) -> None:
+        """Atomically persist weights, EMA, optimiser and the offset they include."""
+        assert self.learner is not None
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.{uuid.uuid4().hex}")
+        with open(tmp, "wb") as fh:
+            torch.save(self.learner.state_dict(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.checkpoint)
+
+    def run(
+        self,
+        follow: bool = True,
+        poll_s: float = 0.2,
+        page: int = 2_000,
+        max_seconds: float = 0.0,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Learn until the log is exhausted (``follow=False``), ``max_seconds`` pass, or ``stop()``."""
+        learner = self.learner or self.start()
+        t0 = time.monotonic()
+        while not (stop and stop()):
+            batch = self.store.read(learner.offset, page)
+            if batch:
+                self.step(batch)
+            if self.due():
+                self.decide()
+            if max_seconds and time.monotonic() - t0 >= max_seconds:
+                break
+            if not batch:
+                if not follow:
+                    break
+                time.sleep(poll_s)
+        if self._since_events:
+            self.decide()

@@ -1,0 +1,277 @@
+"""`OnlineLearner`: learns from every event, one mini-batch at a time.
+
+Each new positive event becomes an example (input = the user's sequence before it, target = the
+item). A mini-batch mixes fresh examples with replayed history, so the model adapts without
+forgetting. Explicit negatives (dislike, skip) push their item down (unlikelihood). Adam with
+gradient clipping and a decaying learning rate updates the weights; an exponential moving average
+(EMA) of them is what gets published. New items get an embedding row on first sight, initialised
+from their text; items unseen for `item_ttl_s` stop being trained as candidates.
+
+The same class serves `liverec learn --follow` and the prequential evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liverec.events.rewards import Rewards
+from liverec.events.schema import EventType, StoredEvent
+from liverec.model.transformer import SASRec
+from liverec.model.vocab import Vocab
+from liverec.settings import RewardWeights
+from liverec.trainer.filters import EventFilter
+from liverec.trainer.replay import ReplayBuffer
+
+TextFn = Callable[[list[str]], dict[str, np.ndarray]]  # item ids -> text embeddings (384,) float32
+NEGATIVE_TYPES = (EventType.dislike, EventType.skip)
+
+
+@dataclass
+class OnlineConfig:
+    batch_size: int = 256  # examples per step, fresh + replayed
+    replay_ratio: float = 0.5  # share of each step taken from the replay buffer
+    replay_capacity: int = 100_000
+    replay_half_life: float = 50_000.0  # examples
+    window: int = 50  # input length of online examples
+    lr: float = 3e-4
+    lr_decay_steps: float = 20_000.0  # lr_t = lr / sqrt(1 + t / lr_decay_steps)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.98  # per step
+    unlikelihood: float = 0.5  # weight of the explicit-negative term
+    item_ttl_s: float = 0.0  # 0 = items never expire
+    seed: int = 0
+    threads: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class LearnStats:
+    events: int = 0
+    positives: int = 0
+    negatives: int = 0
+    held_back: int = 0
+    steps: int = 0
+    new_items: int = 0
+    loss: float = 0.0
+
+
+def left_window(seq: Sequence[int], length: int) -> np.ndarray:
+    """(length,) int32, the newest `length` entries, left-padded with 0."""
+    out = np.zeros(length, dtype=np.int32)
+    tail = list(seq)[-length:]
+    if tail:
+        out[length - len(tail) :] = tail
+    return out
+
+
+class OnlineLearner:
+    def __init__(
+        self,
+        net: SASRec,
+        vocab: Sequence[str],
+        cfg: OnlineConfig | None = None,
+        rewards: RewardWeights | None = None,
+        text_fn: TextFn | None = None,
+        event_filter: EventFilter | None = None,
+    ) -> None:
+        self.cfg = c = cfg or OnlineConfig()
+        torch.manual_seed(c.seed)
+        self.net = net
+        self.ema = copy.deepcopy(net).eval()
+        self.vocab = Vocab.from_list(list(vocab))
+        self.reward = Rewards(rewards)
+        self.text_fn = text_fn
+        self.filter = event_filter
+        self.users: dict[str, deque[int]] = {}  # model indices, newest last
+        self.replay = ReplayBuffer(c.replay_capacity, c.window, c.replay_half_life, c.seed)
+        self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.last_seen = np.zeros(net.config.n_items + 1, dtype=np.float64)
+        self.clock = 0.0
+        self.steps = 0
+        self.examples = 0
+        self.offset = 0  # the last log offset folded in
+
+    # -- vocabulary growth ----------------------------------------------------------------------
+    def _index(self, item_id: str, new_ids: list[str]) -> int:
+        row = self.vocab.row(item_id)
+        if row is None:
+            row = self.vocab.add(item_id)
+            new_ids.append(item_id)
+        return row + 1
+
+    def _grow(self, new_ids: list[str]) -> None:
+        """Add embedding rows for new items to both nets (and Adam's state), text-initialised."""
+        n_new = len(self.vocab) - self.net.config.n_items
+        if n_new <= 0:
+            return
+        old = self.net.id_emb.weight
+        state = self.opt.state.pop(old, None)
+        self.net.grow(n_new)
+        self.ema.grow(n_new)
+        new = self.net.id_emb.weight
+        for group in self.opt.param_groups:
+            group["params"] = [new if p is old else p for p in group["params"]]
+        if state:
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    pad = torch.zeros(n_new, state[key].shape[1], dtype=state[key].dtype)
+                    state[key] = torch.cat([state[key], pad])
+            self.opt.state[new] = state
+        self.last_seen = np.concatenate([self.last_seen, np.zeros(n_new)])
+        if self.text_fn is not None and new_ids:
+            texts = self.text_fn(new_ids)
+            rows = [self.vocab.row(i) for i in texts]
+            if rows:
+                idx = torch.tensor([r + 1 for r in rows if r is not None])
+                vecs = torch.from_numpy(np.stack(list(texts.values())).astype(np.float32))
+                self.net.set_text(idx, vecs)
+                self.ema.set_text(idx, vecs)
+
+    # -- learning -------------------------------------------------------------------------------
+    def fold(self, stored: Sequence[StoredEvent], train: bool = True) -> LearnStats:
+        """Fold events (in log order) into user sequences and, with ``train``, learn from them."""
+        stats = LearnStats()
+        w = self.cfg.window
+        fresh_in: list[np.ndarray] = []
+        fresh_tgt: list[int] = []
+        neg_in: list[np.ndarray] = []
+        neg_tgt: list[int] = []
+        new_ids: list[str] = []
+        max_len = self.net.config.max_len
+        for s in stored:
+            ev = s.event
+            self.offset = max(self.offset, s.offset)
+            if ev.type is EventType.impression:
+                continue
+            stats.events += 1
+            if self.filter is not None and self.filter.check(ev) is not None:
+                stats.held_back += 1
+                continue
+            idx = self._index(ev.item_id, new_ids)
+            seq = self.users.get(ev.user_id)
+            if seq is None:
+                seq = self.users[ev.user_id] = deque(maxlen=max_len)
+            r = self.reward(ev)
+            if r > 0:
+                stats.positives += 1
+                if seq:
+                    fresh_in.append(left_window(seq, w))
+                    fresh_tgt.append(idx)
+                seq.append(idx)
+                self.clock = max(self.clock, ev.timestamp)
+                if idx < len(self.last_seen):
+                    self.last_seen[idx] = max(self.last_seen[idx], ev.timestamp)
+            elif ev.type in NEGATIVE_TYPES or r < 0:
+                stats.negatives += 1
+                if seq:
+                    neg_in.append(left_window(seq, w))
+                    neg_tgt.append(idx)
+        self._grow(new_ids)
+        stats.new_items = len(new_ids)
+        if new_ids:
+            for item_id in new_ids:  # their first events happened in this batch
+                self.last_seen[self.vocab.row(item_id) + 1] = self.clock  # type: ignore[operator]
+        if train and fresh_tgt:
+            stats.loss, stats.steps = self._train(
+                np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), neg_in, neg_tgt
+            )
+        elif fresh_tgt:
+            self.replay.add(np.stack(fresh_in), np.asarray(fresh_tgt, np.int32))
+        return stats
+
+    def _train(
+        self, inp: np.ndarray, tgt: np.ndarray, neg_in: list[np.ndarray], neg_tgt: list[int]
+    ) -> tuple[float, int]:
+        c = self.cfg
+        per_step = max(1, round(c.batch_size * (1.0 - c.replay_ratio)))
+        losses = []
+        for start in range(0, len(tgt), per_step):
+            f_in, f_tgt = inp[start : start + per_step], tgt[start : start + per_step]
+            r_in, r_tgt = self.replay.sample(
+                round(len(f_tgt) * c.replay_ratio / max(1e-9, 1 - c.replay_ratio))
+            )
+            batch_in = np.concatenate([f_in, r_in]) if len(r_tgt) else f_in
+            batch_tgt = np.concatenate([f_tgt, r_tgt]) if len(r_tgt) else f_tgt
+            negs = (np.stack(neg_in), np.asarray(neg_tgt, np.int64)) if neg_in and start == 0 else None
+            losses.append(self._step(batch_in, batch_tgt, negs))
+            self.replay.add(f_in, f_tgt)
+            self.examples += len(f_tgt)
+        return float(np.mean(losses)), len(losses)
+
+    def _candidates_mask(self) -> torch.Tensor | None:
+        """(M+1,) bool: items expired by `item_ttl_s` (never scored in training), or None."""
+        if not self.cfg.item_ttl_s:
+            return None
+        stale = self.last_seen < self.clock - self.cfg.item_ttl_s
+        stale[0] = True
+        return torch.from_numpy(stale)
+
+    def _step(self, inp: np.ndarray, tgt: np.ndarray, negs: tuple[np.ndarray, np.ndarray] | None) -> float:
+        c = self.cfg
+        self.net.train()
+        for group in self.opt.param_groups:
+            group["lr"] = c.lr / math.sqrt(1.0 + self.steps / c.lr_decay_steps)
+        table = self.net.item_table()  # (M+1, D)
+        h = self.net.forward(torch.from_numpy(inp.astype(np.int64)), table=table)[:, -1]  # (B, D)
+        logits = h @ table.T  # (B, M+1)
+        expired = self._candidates_mask()
+        mask = expired.clone() if expired is not None else torch.zeros(logits.shape[1], dtype=torch.bool)
+        mask[0] = True
+        targets = torch.from_numpy(tgt.astype(np.int64))
+        mask_b = mask.unsqueeze(0).expand_as(logits).clone()
+        mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
+        loss = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets)
+        if negs is not None and c.unlikelihood > 0:
+            hn = self.net.forward(torch.from_numpy(negs[0].astype(np.int64)), table=table)[:, -1]
+            p = torch.softmax((hn @ table.T).masked_fill(mask, -torch.inf), dim=1)
+            p_neg = p[torch.arange(len(negs[1])), torch.from_numpy(negs[1])]
+            loss = loss + c.unlikelihood * -torch.log1p(-p_neg.clamp(max=1 - 1e-6)).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+        self.opt.step()
+        self.steps += 1
+        self._update_ema()
+        return float(loss.item())
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.cfg.ema_decay
+        for p_ema, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+            p_ema.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for b_ema, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    # -- scoring (prequential evaluation) -------------------------------------------------------
+    def window_of(self, user_id: str, length: int | None = None) -> np.ndarray:
+        """The user's current input window (model indices), for scoring before learning."""
+        return left_window(self.users.get(user_id, ()), length or self.net.config.max_len)
+
+    def seen_of(self, user_id: str) -> np.ndarray:
+        return np.fromiter(self.users.get(user_id, ()), dtype=np.int64)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "config": self.net.config.to_dict(),
+            "vocab": self.vocab.to_list(),
+            "offset": self.offset,
+            "steps": self.steps,
+            "examples": self.examples,
+            "clock": self.clock,
+        }

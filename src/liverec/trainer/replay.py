@@ -1,0 +1,50 @@
+"""A bounded, recency-weighted replay buffer of training examples (input window, target).
+
+Mixing replayed history into every online mini-batch keeps the model from forgetting what it knew
+while it adapts to the newest events. Newer examples are replayed more often: the sampling weight
+halves every `half_life` examples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, window: int, half_life: float, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.window = window
+        self.half_life = half_life
+        self.inputs = np.zeros((capacity, window), dtype=np.int32)  # model indices, left-padded with 0
+        self.targets = np.zeros(capacity, dtype=np.int32)
+        self.serial = np.zeros(capacity, dtype=np.int64)  # arrival number of each slot's example
+        self.added = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return min(self.added, self.capacity)
+
+    def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """inputs (B, window) int32, targets (B,) int32."""
+        for k in range(len(targets)):
+            slot = self.added % self.capacity
+            self.inputs[slot] = inputs[k]
+            self.targets[slot] = targets[k]
+            self.serial[slot] = self.added
+            self.added += 1
+
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, window) inputs and (n,) targets, newer examples more likely."""
+        size = len(self)
+        if size == 0 or n <= 0:
+            return np.zeros((0, self.window), np.int32), np.zeros(0, np.int32)
+        age = (self.added - 1 - self.serial[:size]).astype(np.float64)
+        weights = np.exp2(-age / self.half_life)
+        idx = self.rng.choice(size, size=n, p=weights / weights.sum())
+        return self.inputs[idx], self.targets[idx]
+
+    def remap(self, mapping: np.ndarray) -> None:
+        """Apply a model-index mapping (old -> new) after the vocabulary was re-aligned."""
+        size = len(self)
+        self.inputs[:size] = mapping[self.inputs[:size]]
+        self.targets[:size] = mapping[self.targets[:size]]
