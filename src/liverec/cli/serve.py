@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +25,9 @@ def serve(
     store: StoreOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
+    learn: Annotated[
+        bool, typer.Option(help="also run the online trainer (`liverec learn --follow`)")
+    ] = False,
 ) -> None:
     """Serve recommendations over HTTP; state is rebuilt from the event log first."""
     settings = settings_from(config, store)
@@ -49,8 +57,42 @@ def serve(
     # them on every collection, and collect young objects less often (fewer pauses per request).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    app_ = create_app(settings, engine)
+    learner = start_learner(config, store) if learn else None
+    stops = [lambda: stop_process(learner)] if learner is not None else []
+    app_ = create_app(settings, engine, on_shutdown=stops)  # stopped in the lifespan, before uvicorn exits
     try:
         uvicorn.run(app_, host=settings.server.host, port=settings.server.port, access_log=False)
     finally:
+        if learner is not None:
+            stop_process(learner)
         engine.close()
+
+
+def start_learner(config: Path | None, store: str | None) -> subprocess.Popen[bytes]:
+    """The online trainer as its own process (its own GIL and cores), on the same config and store."""
+    cmd = [sys.executable, "-m", "liverec", "learn", "--follow"]
+    if config:
+        cmd += ["--config", str(config)]
+    if store:
+        cmd += ["--store", store]
+    console.print(f"starting the online trainer: {' '.join(cmd[2:])}")
+    return subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the server dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM (the learner checkpoints and exits), then SIGKILL if it does not."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -32,8 +32,11 @@ def time_gap_buckets(times: Sequence[float]) -> np.ndarray:
 class SequentialModel(Model):
     name = "transformer"
 
-    def __init__(self, net: SASRec, vocab: Sequence[str], version: str, fallback: Model) -> None:
+    def __init__(
+        self, net: SASRec, vocab: Sequence[str], version: str, fallback: Model, trained_offset: int = 0
+    ) -> None:
         self.net = net.eval()
+        self.trained_offset = trained_offset  # log offset the weights have learned up to
         self.vocab = Vocab.from_list(list(vocab))
         self.registry_version = version
         self.fallback = fallback

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,8 +23,13 @@ from liverec.settings import Settings
 OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item, ItemIn)
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The API for ``settings``; pass an ``engine`` to serve one you built (its lifecycle stays yours)."""
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """The API for ``settings``; pass an ``engine`` to serve one you built (its lifecycle stays yours).
+    ``on_shutdown`` callables run when the server stops (e.g. stopping companion processes)."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -34,10 +39,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if not live.started:
             live.start()
         app.state.engine = live
+        live.observe = metrics.observe
         app.state.ingest = GroupCommit(live)
         try:
             yield
         finally:
+            for stop in on_shutdown:
+                stop()
             if engine is None:  # we built it, we close it
                 live.close()
 

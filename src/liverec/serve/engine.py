@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
@@ -27,6 +28,24 @@ from liverec.store.catalog import Catalog
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (events done, events total)
+Observer = Callable[[str, float], None]  # (what, seconds): "visible" or "trained" latencies
+
+
+class Freshness:
+    """Remembers when recent log offsets were ingested, to time event -> trained into live weights."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.batches: deque[tuple[int, float]] = deque(maxlen=capacity)  # (last offset, monotonic time)
+
+    def ingested(self, last_offset: int) -> None:
+        self.batches.append((last_offset, time.monotonic()))
+
+    def trained(self, offset: int) -> list[float]:
+        """Seconds since ingest of every batch the weights now include (each counted once)."""
+        now, out = time.monotonic(), []
+        while self.batches and self.batches[0][0] <= offset:
+            out.append(now - self.batches.popleft()[1])
+        return out
 
 
 class Engine:
@@ -42,6 +61,8 @@ class Engine:
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
         self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
+        self.freshness = Freshness()
+        self.observe: Observer | None = None  # the HTTP app plugs its metrics in here
         self._lock = threading.RLock()
         self.started = False
 
@@ -86,10 +107,16 @@ class Engine:
     def _swap(self, model: Model) -> None:
         with self._lock:
             self.recommender.model = model
+        offset = getattr(model, "trained_offset", 0)
+        if offset and self.observe is not None:
+            for seconds in self.freshness.trained(offset):
+                self.observe("trained", seconds)
 
     # -- writes -------------------------------------------------------------------------------
     def _fold(self, accepted: Sequence[StoredEvent]) -> None:
         interactions = self.state.apply(accepted)
+        if accepted:
+            self.freshness.ingested(accepted[-1].offset)
         for model in self.models:
             model.observe(interactions)
         if self.manager is not None:
@@ -148,6 +175,11 @@ class Engine:
     @property
     def model_version(self) -> str:
         return self.recommender.model.version
+
+    @property
+    def model_offset(self) -> int:
+        """The log offset the served weights have learned up to (0 without a trained model)."""
+        return int(getattr(self.recommender.model, "trained_offset", 0))
 
 
 def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> list[Event]:

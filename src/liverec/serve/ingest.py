@@ -10,6 +10,7 @@ is paid once per group instead of once per request.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,11 +33,18 @@ class GroupCommit:
 
     async def submit(self, events: Sequence[Event]) -> Ingested:
         """Durably append ``events`` (all-or-nothing for this request); raises StoreError on failure."""
+        t0 = time.perf_counter()
         future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
         self._pending.append((events, future))
+        if self.engine.observe is not None:  # event -> visible: durable and in live state
+            future.add_done_callback(lambda f: self._visible(f, t0))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
+
+    def _visible(self, future: asyncio.Future[Ingested], t0: float) -> None:
+        if not future.cancelled() and future.exception() is None and self.engine.observe is not None:
+            self.engine.observe("visible", time.perf_counter() - t0)
 
     async def _drain(self) -> None:
         while self._pending:

@@ -8,6 +8,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5
 
 
 class Metrics:
+    def observe(self, what: str, seconds: float) -> None:
+        """Freshness observations from the engine ("visible" or "trained")."""
+        self.freshness.labels(what).observe(seconds)
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -26,6 +30,13 @@ class Metrics:
             "HTTP request latency by route",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.freshness = Histogram(
+            "liverec_freshness_seconds",
+            "Event -> visible in live state (what=visible), -> trained into live weights (what=trained)",
+            ["what"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
             registry=r,
         )
         self.store_events = Gauge(

@@ -79,7 +79,8 @@ class ModelManager:
             except (RegistryError, OSError, RuntimeError) as exc:
                 log.error("cannot load model %s, keeping %s: %s", live, served, exc)
                 return False
-            model = SequentialModel(snap.model, snap.vocab, snap.version, self.fallback)
+            offset = int(snap.meta.get("trainer_offset", 0))
+            model = SequentialModel(snap.model, snap.vocab, snap.version, self.fallback, offset)
             new_rows = model.sync(self.catalog)
             model.set_text(self._texts(new_rows))
             self.current = model

@@ -74,6 +74,8 @@ class UserDeleted(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+    model_offset: int = Field(0, description="log offset the served weights have learned up to")
+    log_offset: int = Field(0, description="last log offset applied to live state")
     events: int
     users: int
     items: int

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 class GateConfig:
     publish_events: int = 2_000  # publish a candidate after this many new events ...
     publish_s: float = 5.0  # ... or this many seconds, whichever comes first
-    min_eval: int = 50  # positives needed on the slice before a decision
+    min_eval: int = 200  # scored positives needed on the slice before a decision
+    eval_per_page: int = 64  # at most this many positives of each page are scored (a uniform sample)
     tolerance: float = 0.01  # candidate may be this much below live (NDCG@10) and still ship
     keep_versions: int = 20  # older online versions are pruned from the registry
 
@@ -121,6 +122,7 @@ class Follower:
         self._parent = SliceScore()
         self._since_events = 0
         self._since_t = time.monotonic()
+        self._rng = np.random.default_rng(self.cfg.seed)
 
     # -- start ----------------------------------------------------------------------------------
     def _text_fn(self, item_ids: list[str]) -> dict[str, np.ndarray]:
@@ -230,11 +232,18 @@ class Follower:
             row = learner.vocab.row(ev.item_id)
             if row is None or ev.user_id not in learner.users:
                 continue  # new item or new user: nothing to score yet
-            windows.append(learner.window_of(ev.user_id))
+            windows.append(learner.window_of(ev.user_id, learner.cfg.window))
             targets.append(row + 1)
             seen.append(learner.seen_of(ev.user_id))
         if not targets:
             return
+        if len(targets) > self.gate.eval_per_page:
+            keep = np.sort(self._rng.choice(len(targets), self.gate.eval_per_page, replace=False))
+            windows, targets, seen = (
+                [windows[k] for k in keep],
+                [targets[k] for k in keep],
+                [seen[k] for k in keep],
+            )
         w, t = np.stack(windows), np.asarray(targets)
         self._cand.add(slice_ranks(learner.ema, w, t, seen))
         if self.live_net is not None:

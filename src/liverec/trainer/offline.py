@@ -138,6 +138,8 @@ def train(
     if exclude is not None and len(exclude):
         excl = torch.zeros(n + 1, dtype=torch.bool)
         excl[torch.as_tensor(exclude) + 1] = True
+        with torch.no_grad():  # held-out items are text-only, like items that arrive after training
+            model.id_emb.weight[excl] = 0.0
     log_q = None
     if model.config.loss == "sampled":
         counts = np.bincount(np.concatenate(train_seqs) + 1, minlength=n + 1).astype(np.float64) + 1.0

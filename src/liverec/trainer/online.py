@@ -37,10 +37,11 @@ NEGATIVE_TYPES = (EventType.dislike, EventType.skip)
 @dataclass
 class OnlineConfig:
     batch_size: int = 256  # examples per step, fresh + replayed
-    replay_ratio: float = 0.5  # share of each step taken from the replay buffer
+    replay_ratio: float = 0.25  # share of each step taken from the replay buffer
     replay_capacity: int = 100_000
     replay_half_life: float = 50_000.0  # examples
-    window: int = 50  # input length of online examples
+    window: int = 20  # input length of online examples (the newest items carry the next one)
+    dropout: bool = False  # online steps run without dropout: EMA and replay regularise, and it is 30% faster
     lr: float = 3e-4
     lr_decay_steps: float = 20_000.0  # lr_t = lr / sqrt(1 + t / lr_decay_steps)
     weight_decay: float = 0.0
@@ -49,7 +50,7 @@ class OnlineConfig:
     unlikelihood: float = 0.5  # weight of the explicit-negative term
     item_ttl_s: float = 0.0  # 0 = items never expire
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -87,6 +88,7 @@ class OnlineLearner:
     ) -> None:
         self.cfg = c = cfg or OnlineConfig()
         torch.manual_seed(c.seed)
+        torch.set_num_threads(c.threads)
         self.net = net
         self.ema = copy.deepcopy(net).eval()
         self.vocab = Vocab.from_list(list(vocab))
@@ -219,7 +221,7 @@ class OnlineLearner:
 
     def _step(self, inp: np.ndarray, tgt: np.ndarray, negs: tuple[np.ndarray, np.ndarray] | None) -> float:
         c = self.cfg
-        self.net.train()
+        self.net.train(c.dropout)  # eval mode = no dropout; gradients flow either way
         for group in self.opt.param_groups:
             group["lr"] = c.lr / math.sqrt(1.0 + self.steps / c.lr_decay_steps)
         table = self.net.item_table()  # (M+1, D)

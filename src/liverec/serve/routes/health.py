@@ -16,6 +16,8 @@ async def healthz(engine: EngineDep) -> Health:
     return Health(
         status="ok",
         model=engine.model_version,
+        model_offset=engine.model_offset,
+        log_offset=engine.state.last_offset,
         events=engine.state.events_applied,
         users=len(engine.state),
         items=len(engine.catalog),
