@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     filters: dict[str, Any] = Field(
         default_factory=dict, description="FilterConfig fields (bot/burst limits)"
     )
+    join: dict[str, Any] = Field(
+        default_factory=dict, description="JoinConfig fields (reward attribution), e.g. window_s"
+    )
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

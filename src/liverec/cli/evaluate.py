@@ -151,3 +151,87 @@ def average_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seeds": len(runs),
         "runs": runs,
     }
+
+
+@evaluate_app.command()
+def ope(
+    obd: Annotated[
+        Path | None, typer.Option(help="Open Bandit Dataset folder ({random,bts}/{campaign}/*.csv)")
+    ] = None,
+    campaign: Annotated[str, typer.Option(help="OBD campaign: all, men or women")] = "all",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    policy: Annotated[str | None, typer.Option(help="with a store: only this logged policy")] = None,
+    n_bootstrap: Annotated[int, typer.Option(min=1, help="bootstrap resamples per interval")] = 10_000,
+    alpha: Annotated[float, typer.Option(min=0.001, max=0.5, help="1 - confidence level")] = 0.05,
+    seed: Annotated[int, typer.Option(help="seeds BTS simulation, cross-fitting, bootstrap")] = 12345,
+    n_sim: Annotated[int, typer.Option(min=1, help="OBD: Monte Carlo draws for BTS's action_dist")] = 100_000,
+    n_folds: Annotated[int, typer.Option(min=1, help="OBD: cross-fitting folds of the reward model")] = 3,
+    affinity: Annotated[bool, typer.Option(help="OBD: add user-item affinities to the context")] = False,
+    obp_intervals: Annotated[bool, typer.Option(help="OBD: also obp's bootstrap intervals")] = True,
+) -> None:
+    """Off-policy evaluation (JSON on stdout). With --obd: BTS's click rate estimated from the random
+    logs by IPW, SNIPW, DM and DR, cross-checked against obp. Otherwise: impressions and rewards
+    joined from the store, per logged policy."""
+    if obd is not None:
+        from liverec.evaluate.obd import CAMPAIGNS, OBDError, obd_report
+
+        if campaign not in CAMPAIGNS:
+            fail(f"--campaign must be one of {', '.join(CAMPAIGNS)}")
+        try:
+            report = obd_report(
+                obd,
+                campaign,
+                n_sim=n_sim,
+                n_bootstrap_samples=n_bootstrap,
+                n_folds=n_folds,
+                alpha=alpha,
+                random_state=seed,
+                affinity=affinity,
+                compare_intervals=obp_intervals,
+            )
+        except OBDError as exc:
+            fail(str(exc))
+            return
+        print(json.dumps(report, default=float))
+        return
+
+    from liverec.evaluate.ope import logged_report
+    from liverec.events.join import RewardJoiner
+
+    settings = settings_from(config, store)
+    try:
+        joiner = RewardJoiner.from_settings(settings)
+        with open_store(settings.store_url) as st:
+            records = joiner.feed_many(st.iter_events())
+        records.extend(joiner.flush())
+    except (StoreError, ValueError) as exc:
+        fail(str(exc))
+        return
+    policies = logged_report(records, policy, alpha, n_bootstrap, seed)
+    if policy is not None and not policies:
+        fail(f"no impressions logged by policy {policy!r}")
+    stats = joiner.stats
+    print(
+        json.dumps(
+            {
+                "store": _redact(settings.store_url),
+                "impressions": stats.impressions,
+                "join": {**vars(joiner.config), **vars(stats)},
+                "policies": policies,
+            },
+            default=float,
+        )
+    )
+
+
+def _redact(url: str) -> str:
+    """The store URL without its password (the JSON may end up in logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
