@@ -33,6 +33,7 @@ class ServerSettings(BaseModel):
     reload_poll_s: float = Field(
         0.5, gt=0, description="how often the server looks for a newly promoted model"
     )
+    compute_threads: int = Field(1, gt=0, description="torch/BLAS threads for scoring; 1 = lowest tail latency")
 
 
 class StateSettings(BaseModel):
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
     )
     filters: dict[str, Any] = Field(
         default_factory=dict, description="FilterConfig fields (bot/burst limits)"
+    )
+    policy: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "greedy"},
+        description="exploration policy: name (greedy, epsilon, plackett_luce, thompson, linucb), its "
+        "parameters, and feedback_window_s (how long rewards are attributed to a served slate)",
     )
     join: dict[str, Any] = Field(
         default_factory=dict, description="JoinConfig fields (reward attribution), e.g. window_s"

@@ -34,6 +34,16 @@ class Model(ABC):
     def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
         """(n_items,) float32 scores for one user; ``user`` is None for someone never seen."""
 
+    def score_and_embed(
+        self, user: UserState | None, n_items: int, user_id: str = ""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores plus the (D,) float32 user embedding they came from (None for models without one)."""
+        return self.score(user, n_items, user_id), None
+
+    def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        """(len(rows), D) float32 item representations (None for models without them)."""
+        return None
+
     @abstractmethod
     def similar(self, row: int, n_items: int) -> np.ndarray:
         """(n_items,) float32 similarity of every row to ``row``."""

@@ -108,16 +108,29 @@ class SequentialModel(Model):
         return seq, gaps
 
     def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
+        return self.score_and_embed(user, n_items, user_id)[0]
+
+    def score_and_embed(
+        self, user: UserState | None, n_items: int, user_id: str = ""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         if user is None or not user.items:
-            return self.fallback.score(user, n_items, user_id)
+            return self.fallback.score(user, n_items, user_id), None
         seq, gaps = self._inputs(user)
         if seq.shape[1] == 0:
-            return self.fallback.score(user, n_items, user_id)
+            return self.fallback.score(user, n_items, user_id), None
+        table = self._table
         with torch.no_grad():
             h = self.net.forward(seq, gaps=gaps, table=self._net_table)[0, -1]  # (D,)
-            scores = (self._table[:n_items] @ h).numpy()
+            scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
+        return out, h.numpy()
+
+    def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        table = self._table
+        ok = rows < len(table)
+        out = np.zeros((len(rows), table.shape[1]), dtype=np.float32)
+        out[ok] = table[torch.from_numpy(rows[ok])].numpy()
         return out
 
     def score_batch(self, seqs: list[np.ndarray], batch: int = 256) -> np.ndarray:

@@ -13,12 +13,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from liverec.events.join import JoinConfig, RewardJoiner
+from liverec.events.rewards import Rewards
 from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
 from liverec.events.state import LiveState
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
 from liverec.policy.base import Policy
+from liverec.policy.registry import make_policy
 from liverec.registry.registry import ModelRegistry
+from liverec.serve.feedback import PolicyFeedback, learns
 from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
 from liverec.settings import Settings
@@ -58,7 +62,13 @@ class Engine:
         self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
+        policy = policy or policy_from_settings(settings)
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
+        self.feedback: PolicyFeedback | None = None
+        if learns(policy):
+            window = float(settings.policy.get("feedback_window_s", 300.0))
+            joiner = RewardJoiner(JoinConfig(window_s=window), Rewards(settings.rewards))
+            self.feedback = PolicyFeedback(policy, self.catalog, joiner)
         self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
         self.freshness = Freshness()
@@ -71,6 +81,7 @@ class Engine:
         """Load the catalog, rebuild live state and online statistics from the whole log, then (with
         ``models``) serve the registry's live model and follow promotions."""
         t0 = time.perf_counter()
+        limit_threads(self.settings.server.compute_threads)
         with self._lock:
             for item in self.store.list_items():
                 self.catalog.upsert(item)
@@ -119,6 +130,8 @@ class Engine:
             self.freshness.ingested(accepted[-1].offset)
         for model in self.models:
             model.observe(interactions)
+        if self.feedback is not None:
+            self.feedback.fold(accepted)
         if self.manager is not None:
             self.manager.catalog_changed()  # new items: grow the served model
 
@@ -161,6 +174,8 @@ class Engine:
         """Top-k for a user from their live sequence; the served list is logged as impressions."""
         with self._lock:
             rec = self.recommender.recommend(user_id, k, exclude_seen)
+            if self.feedback is not None:
+                self.feedback.remember(rec)
             if log_impressions and rec.items:
                 self.ingest(impressions(user_id, rec))
         return rec
@@ -180,6 +195,21 @@ class Engine:
     def model_offset(self) -> int:
         """The log offset the served weights have learned up to (0 without a trained model)."""
         return int(getattr(self.recommender.model, "trained_offset", 0))
+
+
+def limit_threads(n: int) -> None:
+    """Scoring one user is a chain of tiny ops: extra intra-op threads only add tail latency."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+def policy_from_settings(settings: Settings) -> Policy:
+    """The serving policy named in ``[policy]`` (``feedback_window_s`` is the engine's, not the policy's)."""
+    params = {k: v for k, v in settings.policy.items() if k not in ("name", "feedback_window_s")}
+    return make_policy(str(settings.policy.get("name", "greedy")), **params)
 
 
 def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> list[Event]:

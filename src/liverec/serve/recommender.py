@@ -6,14 +6,15 @@ The model is read once per call, so swapping ``recommender.model`` (a hot reload
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from liverec.events.state import LiveState
 from liverec.model.base import Model
-from liverec.policy.base import Greedy, Policy
+from liverec.policy.base import Greedy, Policy, Slate
 from liverec.store.catalog import Catalog
 
 
@@ -30,6 +31,8 @@ class Recommendation:
     model: str
     policy: str
     items: list[ScoredItem] = field(default_factory=list)
+    slate: Slate | None = None  # what the policy chose, with its propensities
+    context: Mapping[str, Any] | None = None  # what it chose from (vectors), for its feedback
 
 
 def top_rows(scores: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
@@ -65,7 +68,7 @@ class Recommender:
         model = self.model
         user = self.state.get(user_id)
         n = len(self.catalog)
-        scores = model.score(user, n, user_id)  # (N,)
+        scores, user_vector = model.score_and_embed(user, n, user_id)  # (N,), (D,) | None
         mask = self.catalog.available.copy()
         if exclude_seen and user is not None and user.seen:
             mask[np.fromiter(user.seen, dtype=np.int64, count=len(user.seen))] = False
@@ -73,7 +76,12 @@ class Recommender:
         if extra:
             mask[extra] = False
         cands = top_rows(scores, mask, max(self.candidates, k))
-        slate = self.policy.select(cands, scores[cands], k, {"user_id": user_id, "user": user})
+        context = {
+            "user_id": user_id,
+            "user_vector": user_vector,
+            "item_vectors": model.item_vectors(cands) if user_vector is not None else None,
+        }
+        slate = self.policy.select(cands, scores[cands], k, context)
         ids = self.catalog.ids
         items = [
             ScoredItem(ids[r], float(s), float(p))
@@ -81,7 +89,7 @@ class Recommender:
                 slate.rows.tolist(), slate.scores.tolist(), slate.propensities.tolist(), strict=True
             )
         ]
-        return Recommendation(uuid.uuid4().hex, model.version_for(user), slate.policy, items)
+        return Recommendation(uuid.uuid4().hex, model.version_for(user), slate.policy, items, slate, context)
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
         """Items most similar to ``item_id``; None when the item is unknown."""
