@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -165,7 +165,7 @@ def train(
             count += k
         seconds = time.perf_counter() - t0
         entry = EpochLog(epoch, total / max(count, 1), seconds, count / max(seconds, 1e-9))
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        if len(val_targets) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             entry.val = evaluate(scorer(model), val_inputs, val_targets, n)
             score = entry.val["ndcg@10"]
             if best is None or score > best[0]:
@@ -229,5 +229,30 @@ def fit_transformer(
     model = build_model(split.n_items, text, model_overrides)
     result = train(
         model, split.train, split.val_inputs(), split.val, cfg, exclude=split.cold_items, on_epoch=on_epoch
+    )
+    return model, result
+
+
+def refit_transformer(
+    split: LeaveOneOut,
+    text: np.ndarray | None,
+    model_overrides: dict[str, object] | None,
+    cfg: TrainConfig,
+    epochs: int,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> tuple[SASRec, TrainResult]:
+    """A fresh model trained on train + validation targets for ``epochs`` epochs (the count early
+    stopping chose), as the baselines are refit before the single read of the test target."""
+    seed_everything(cfg.seed)
+    model = build_model(split.n_items, text, model_overrides)
+    fixed = replace(cfg, epochs=max(1, epochs), eval_every=10**9, patience=10**9)
+    result = train(
+        model,
+        split.train_with_val(),
+        [],
+        np.empty(0, np.int64),
+        fixed,
+        exclude=split.cold_items,
+        on_epoch=on_epoch,
     )
     return model, result

@@ -1,0 +1,133 @@
+"""Offline training: early stopping returns the best validation epoch's weights, seeds reproduce a
+run, settings typos are refused, and random crops reach every part of a long history."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from liverec.evaluate.metrics import evaluate
+from liverec.evaluate.split import leave_one_out
+from liverec.trainer.offline import (
+    EpochLog,
+    TrainConfig,
+    build_model,
+    fit_transformer,
+    scorer,
+    train,
+    train_config,
+    training_batches,
+)
+
+from .conftest import same_weights, state_of, world_sequences
+
+N_ITEMS = 30
+TINY: dict[str, object] = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 8, "dropout": 0.1}
+
+
+def noisy_world(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Random sequences: validation quality wanders from epoch to epoch instead of only rising."""
+    rng = np.random.default_rng(seed)
+    seqs = [rng.integers(0, N_ITEMS, size=int(rng.integers(4, 10))) for _ in range(120)]
+    train_seqs = [s[:-1] for s in seqs]
+    return train_seqs, train_seqs, np.array([s[-1] for s in seqs])
+
+
+def test_training_returns_the_best_validation_epoch_weights() -> None:
+    """The returned model is the best epoch's, bit for bit, and scores validation exactly as that
+    epoch's logged metrics; without improvement for `patience` evaluations training stops."""
+    train_seqs, val_inputs, val_targets = noisy_world()
+    torch.manual_seed(0)
+    model = build_model(N_ITEMS, None, TINY)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(entry: EpochLog) -> None:
+        snapshots[entry.epoch] = state_of(model)
+
+    cfg = TrainConfig(epochs=12, batch_size=32, lr=3e-2, patience=4, seed=0, threads=1)
+    result = train(model, train_seqs, val_inputs, val_targets, cfg, on_epoch=keep)
+
+    ndcg = {h.epoch: h.val["ndcg@10"] for h in result.history}
+    assert result.best_epoch == max(ndcg, key=lambda e: (ndcg[e], -e))  # the first best epoch
+    assert result.best_epoch < result.history[-1].epoch  # the last epoch was not the best
+    assert same_weights(state_of(model), snapshots[result.best_epoch])
+    assert not model.training
+    again = evaluate(scorer(model), val_inputs, val_targets, N_ITEMS)
+    assert again == result.best_val == result.history[result.best_epoch - 1].val
+    stopped = len(result.history)
+    assert stopped == cfg.epochs or stopped == result.best_epoch + cfg.patience
+    assert [h.epoch for h in result.history] == list(range(1, stopped + 1))
+    assert all(np.isfinite(h.loss) and h.loss > 0 for h in result.history)
+
+
+def test_patience_stops_training_early() -> None:
+    """With patience 1, the first evaluation that does not beat the best ends training."""
+    train_seqs, val_inputs, val_targets = noisy_world()
+    torch.manual_seed(0)
+    model = build_model(N_ITEMS, None, TINY)
+    result = train(
+        model, train_seqs, val_inputs, val_targets, TrainConfig(epochs=50, lr=3e-2, patience=1, threads=1)
+    )
+    ndcg = [h.val["ndcg@10"] for h in result.history]
+    assert len(ndcg) < 50
+    assert ndcg[-1] <= max(ndcg[:-1])  # stopped on a non-improvement ...
+    assert all(b > a for a, b in itertools.pairwise(ndcg[:-1]))  # ... the first one
+
+
+def test_same_seed_same_weights_other_seed_other_weights() -> None:
+    """Two runs with one seed (dropout, id dropout and crops included) end bit-identical."""
+    split = leave_one_out(world_sequences(90, seed=3), min_len=3)
+    model_cfg: dict[str, object] = {**TINY, "id_dropout": 0.2, "max_len": 4}  # histories are cropped
+    runs = []
+    for seed in (7, 7, 8):
+        model, result = fit_transformer(
+            split, None, model_cfg, TrainConfig(epochs=3, batch_size=16, seed=seed, threads=1)
+        )
+        runs.append((state_of(model), [h.loss for h in result.history]))
+    assert same_weights(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert not same_weights(runs[0][0], runs[2][0])
+
+
+def test_unknown_settings_are_rejected_with_their_names() -> None:
+    """Typos in [model] / [train] fail loudly, naming the bad keys; known keys apply."""
+    with pytest.raises(ValueError, match=r"unknown model setting\(s\): colour, d_modle"):
+        build_model(10, None, {"d_modle": 16, "colour": "red", "n_layers": 1})
+    with pytest.raises(ValueError, match=r"unknown train setting\(s\): epoch"):
+        train_config({"epoch": 3})
+    with pytest.raises(ValueError, match=r"unknown train setting\(s\): learning_rate"):
+        train_config({"epochs": 3}, learning_rate=0.1)
+    model = build_model(10, None, {"d_model": 24, "n_heads": 3, "n_items": 999})
+    assert (model.config.d_model, model.config.n_heads, model.config.n_items) == (24, 3, 10)
+    assert model.config.text_dim == 0 and model.text_proj is None  # no text given
+    cfg = train_config({"epochs": 3, "lr": 0.5}, seed=5)
+    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.batch_size) == (3, 0.5, 5, TrainConfig().batch_size)
+
+
+def test_random_crops_cover_long_histories() -> None:
+    """A history longer than max_len is seen through random windows that together cover all of it;
+    without crops only its newest max_len + 1 items are ever trained on."""
+    long = np.arange(40)
+    short = np.arange(100, 104)
+    rng = np.random.default_rng(0)
+    covered: set[int] = set()
+    for _ in range(100):
+        for inp, tgt in training_batches([long, short], max_len=8, batch_size=4, rng=rng, crop=True):
+            assert inp.shape == tgt.shape and inp.shape[1] == 8
+            for row_in, row_tgt in zip(inp, tgt, strict=True):
+                real_in, real_tgt = row_in[row_in > 0] - 1, row_tgt[row_tgt > 0] - 1
+                assert torch.equal(real_in[1:], real_tgt[:-1])  # targets are the inputs shifted by one
+                window = torch.cat([real_in[:1], real_tgt]).numpy()
+                if window[0] >= 100:
+                    assert window.tolist() == short.tolist()  # short histories are never cropped
+                else:
+                    assert len(window) == 9 and np.array_equal(window, np.arange(window[0], window[0] + 9))
+                    covered.update(window.tolist())
+    assert covered == set(range(40))
+
+    fixed: set[int] = set()
+    for inp, tgt in training_batches([long], max_len=8, batch_size=4, rng=rng, crop=False):
+        fixed.update((inp[inp > 0] - 1).tolist() + (tgt[tgt > 0] - 1).tolist())
+    assert fixed == set(range(31, 40))

@@ -1,0 +1,272 @@
+"""The SASRec network: shapes, causality, padding, growth, hidden ids, and that both losses learn."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from liverec.events.state import UserState
+from liverec.model.popularity import PopularityCooc
+from liverec.model.sequential import SequentialModel, time_gap_buckets
+from liverec.model.text import TextEncoder
+from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.store.catalog import Catalog
+from liverec.trainer.offline import TrainConfig, train
+
+from .conftest import GENRES, NEW_TEXT, PER_GENRE, Trained, rows_of
+
+
+def tiny(**kw: object) -> SASRec:
+    torch.manual_seed(0)
+    fields: dict[str, object] = {"n_items": 12, "text_dim": 8, "d_model": 16, "n_layers": 2, "n_heads": 2}
+    fields["max_len"] = 16
+    net = SASRec(TransformerConfig(**(fields | kw)))  # type: ignore[arg-type]
+    if net.config.text_dim:
+        net.set_text(torch.arange(1, net.config.n_items + 1), torch.randn(net.config.n_items, 8))
+    return net.eval()
+
+
+def test_output_shapes_and_dtypes() -> None:
+    """forward (B, T, D), score_last (B, N), item_table (N+1, D), scalar losses: all float32."""
+    net = tiny(n_event_types=3, time_gaps=True)
+    seq = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    types = torch.tensor([[0, 0, 1, 2, 3], [1, 1, 1, 1, 1]])
+    gaps = torch.tensor([[0, 0, 0, 4, 31], [0, 1, 2, 3, 40]])  # 40: beyond the last bucket, clamped
+    h = net(seq, types, gaps)
+    assert h.shape == (2, 5, 16) and h.dtype == torch.float32
+    scores = net.score_last(seq, types, gaps)
+    assert scores.shape == (2, 12) and scores.dtype == torch.float32
+    assert net.item_table().shape == (13, 16)
+    targets = torch.tensor([[0, 0, 4, 5, 6], [2, 3, 4, 5, 6]])
+    net.train()
+    full = net.loss(seq, targets, types, gaps)
+    assert full.shape == () and full.dtype == torch.float32 and torch.isfinite(full)
+    net.config.loss, net.config.n_negatives = "sampled", 4
+    log_q = torch.full((13,), float(np.log(1 / 12)))
+    sampled = net.loss(seq, targets, types, gaps, log_q=log_q)
+    assert sampled.shape == () and torch.isfinite(sampled)
+    with pytest.raises(ValueError, match="log_q"):
+        net.loss(seq, targets)
+
+
+def test_changing_a_later_item_never_changes_earlier_hidden_states() -> None:
+    """Causality: position t's hidden state depends only on items, types and gaps at <= t."""
+    net = tiny(n_event_types=2, time_gaps=True, dropout=0.2)
+    gen = torch.Generator().manual_seed(1)
+    seq = torch.randint(1, 13, (3, 10), generator=gen)
+    types = torch.randint(1, 3, (3, 10), generator=gen)
+    gaps = torch.randint(0, 20, (3, 10), generator=gen)
+    base = net(seq, types, gaps)
+    for t in range(1, 10):
+        for which in range(3):
+            inputs = [seq.clone(), types.clone(), gaps.clone()]
+            changed = [seq[:, t] % 12 + 1, 3 - types[:, t], gaps[:, t] + 7]  # another item, type, gap
+            inputs[which][:, t] = changed[which]
+            h = net(*inputs)
+            assert torch.allclose(h[:, :t], base[:, :t], atol=1e-6), (t, which)
+            assert not torch.allclose(h[:, t], base[:, t], atol=1e-4), (t, which)  # the change is seen
+
+
+def test_left_padding_does_not_change_the_last_hidden_state() -> None:
+    """Positions count back from the newest item: padded to T or T + 5, the sequence reads the same."""
+    net = tiny(dropout=0.2)
+    rows = [torch.tensor([5, 2, 9]), torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([7])]
+    for extra in (0, 5):
+        t = 6 + extra
+        padded = torch.stack([F.pad(r, (t - len(r), 0)) for r in rows])
+        h = net(padded)
+        if extra == 0:
+            short = h
+        else:
+            assert torch.allclose(h[:, -6:], short, atol=1e-5)  # every real position, not only the last
+    alone = [net(r.unsqueeze(0))[0, -1] for r in rows]  # no padding at all
+    assert torch.allclose(torch.stack(alone), short[:, -1], atol=1e-5)
+
+
+def test_grow_keeps_old_items_and_new_rows_score_from_their_text(
+    trained: Trained, encoder: TextEncoder
+) -> None:
+    """Growing appends zero rows: old representations and scores are untouched, new items score 0
+    until their text is set, then by text alone, which ranks the new item of the user's genre first."""
+    net = trained.fresh()
+    n = net.config.n_items
+    histories = [
+        [f"{g}-{k}", f"{g}-{(k + 1) % PER_GENRE}"] for g in GENRES for k in range(PER_GENRE)
+    ]  # two items of one genre
+    seqs = torch.cat([rows_of(net, trained.vocab, h) for h in histories])
+    with torch.no_grad():
+        table, scores = net.item_table().clone(), net.score_last(seqs)
+        net.grow(0)
+        assert net.config.n_items == n
+        net.grow(3)
+        assert net.config.n_items == n + 3
+        grown = net.item_table()
+        assert torch.equal(grown[: n + 1], table)
+        assert torch.count_nonzero(net.id_emb.weight[n + 1 :]) == 0
+        after = net.score_last(seqs)
+        assert after.shape == (len(histories), n + 3)
+        assert torch.allclose(after[:, :n], scores, atol=1e-5)
+        assert torch.count_nonzero(after[:, n:]) == 0  # nothing known about them yet
+
+        vectors = torch.from_numpy(encoder.encode(list(NEW_TEXT.values())))  # space, cooking, football
+        net.set_text(torch.arange(n + 1, n + 4), vectors)
+        assert net.text_proj is not None
+        assert torch.allclose(net.item_table()[n + 1 :], net.text_proj(vectors), atol=1e-6)
+        assert torch.equal(net.item_table()[: n + 1], table)
+        new_scores = net.score_last(seqs)[:, n:]
+    favourite = new_scores.argmax(dim=1).tolist()
+    assert favourite == [GENRES.index(h[0].rsplit("-", 1)[0]) for h in histories]
+
+
+def test_item_table_hides_ids() -> None:
+    """Hidden rows keep only the text part (zero without text); the others are unchanged."""
+    net = tiny()
+    hide = torch.zeros(13, dtype=torch.bool)
+    hide[[2, 5]] = True
+    with torch.no_grad():
+        full, hidden = net.item_table(), net.item_table(hide)
+        assert net.text_proj is not None
+        assert torch.allclose(hidden[[2, 5]], net.text_proj(net.text_emb[[2, 5]]))
+        assert not torch.allclose(hidden[[2, 5]], full[[2, 5]])
+        assert torch.equal(hidden[~hide], full[~hide])
+        no_text = tiny(text_dim=0)
+        assert torch.count_nonzero(no_text.item_table(hide)[[2, 5]]) == 0
+        assert torch.equal(no_text.item_table(hide)[~hide], no_text.id_emb.weight[~hide])
+
+
+# -- learning --------------------------------------------------------------------------------------
+N_CYCLE = 12
+
+
+def cycle_batch(length: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rotation of 0..11: item i is always followed by i + 1 (model indices are row + 1)."""
+    seqs = torch.tensor([[(s + j) % N_CYCLE for j in range(length + 1)] for s in range(N_CYCLE)]) + 1
+    return seqs[:, :-1], seqs[:, 1:]
+
+
+def full_ce(net: SASRec, inp: torch.Tensor, tgt: torch.Tensor) -> float:
+    """Exact next-item cross-entropy over the whole catalog, computed here independently."""
+    with torch.no_grad():
+        table = net.item_table()
+        logits = net(inp) @ table[1:].T  # (B, T, N): padding column dropped
+        return float(F.cross_entropy(logits.reshape(-1, N_CYCLE), (tgt - 1).reshape(-1)))
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_both_losses_learn_a_deterministic_successor_pattern(loss: str) -> None:
+    """Trained on 'i is followed by i + 1', the full softmax and the logQ-corrected sampled softmax
+    (5 negatives out of 12) both drive the true cross-entropy down and then predict i + 1."""
+    net = tiny(text_dim=0, n_layers=1, d_model=16, dropout=0.0, loss=loss, n_negatives=5)
+    inp, tgt = cycle_batch()
+    log_q = torch.full((N_CYCLE + 1,), float(np.log(1 / N_CYCLE)))
+    start = full_ce(net, inp, tgt)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(150):
+        opt.zero_grad()
+        net.loss(inp, tgt, log_q=log_q).backward()
+        opt.step()
+    net.eval()
+    end = full_ce(net, inp, tgt)
+    assert end < 0.1 * start, (start, end)
+    single = torch.arange(1, N_CYCLE + 1).unsqueeze(1)  # every one-item history
+    assert net.score_last(single).argmax(dim=1).tolist() == [(i + 1) % N_CYCLE for i in range(N_CYCLE)]
+    assert net.score_last(inp).argmax(dim=1).tolist() == (tgt[:, -1] - 1).tolist()
+
+
+def test_log_q_correction_keeps_the_full_softmax_order_under_skewed_sampling() -> None:
+    """After item 1 comes item 2 seven times in ten, item 3 three times; negatives are drawn mostly
+    as item 2 (q = 0.6) and rarely as item 3 (q = 0.02). With the logQ correction the sampled loss
+    still ranks 2 above 3, as the full softmax would; uncorrected, the oversampled item would sink."""
+    n = 20
+    net = tiny(n_items=n, text_dim=0, n_layers=1, dropout=0.0, loss="sampled", n_negatives=16)
+    inp = torch.ones(10, 1, dtype=torch.long)
+    tgt = torch.tensor([[2]] * 7 + [[3]] * 3)
+    q = torch.full((n + 1,), 0.38 / (n - 2))
+    q[0], q[2], q[3] = 0.0, 0.6, 0.02
+    log_q = (q / q.sum()).log()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(300):
+        opt.zero_grad()
+        net.loss(inp, tgt, log_q=log_q).backward()
+        opt.step()
+    net.eval()
+    scores = net.score_last(torch.tensor([[1]]))[0]  # column j is item j + 1
+    assert float(scores[1]) > float(scores[2]) + 0.5
+    assert int(scores.argmax()) == 1
+
+
+def test_excluded_items_are_never_scored_in_training_and_keep_zero_id_rows() -> None:
+    """`exclude`: the loss is the softmax over the other items only, no gradient reaches excluded
+    rows, and after `train` their id embeddings are zero: held-out items are text-only, like new ones."""
+    net = tiny(text_dim=0, dropout=0.0)
+    inp, tgt = cycle_batch()
+    keep = ~torch.isin(inp, torch.tensor([4, 9])) & ~torch.isin(tgt, torch.tensor([4, 9]))
+    inp, tgt = inp * keep, tgt * keep  # items 3 and 8 (index 4, 9) never appear: held out
+    exclude = torch.zeros(N_CYCLE + 1, dtype=torch.bool)
+    exclude[[4, 9]] = True
+    net.train()
+    loss = net.loss(inp, tgt, exclude=exclude)
+    with torch.no_grad():
+        h, table = net(inp), net.item_table()
+        allowed = torch.tensor([i for i in range(1, N_CYCLE + 1) if not exclude[i]])
+        logits = h[tgt != 0] @ table[allowed].T
+        labels = torch.searchsorted(allowed, tgt[tgt != 0])
+        assert torch.equal(allowed[labels], tgt[tgt != 0])
+        assert float(loss) == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-5)
+    loss.backward()
+    assert net.id_emb.weight.grad is not None
+    assert torch.count_nonzero(net.id_emb.weight.grad[exclude]) == 0
+    assert torch.count_nonzero(net.id_emb.weight.grad[~exclude][1:]) > 0
+
+    seqs = [np.array([(s + j) % N_CYCLE for j in range(8)]) for s in range(N_CYCLE)]
+    seqs = [s[(s != 3) & (s != 8)] for s in seqs]  # catalog rows 3 and 8 held out
+    before = net.id_emb.weight.detach().clone()
+    cfg = TrainConfig(epochs=5, batch_size=4, lr=1e-2, patience=10, threads=1)
+    train(net, seqs, seqs, np.array([(s[-1] + 1) % N_CYCLE for s in seqs]), cfg, exclude=np.array([3, 8]))
+    rows = net.id_emb.weight.detach()
+    assert torch.count_nonzero(rows[exclude]) == 0
+    assert not torch.equal(rows[~exclude], before[~exclude])  # the others did train
+
+
+def test_time_gaps_work_end_to_end() -> None:
+    """With ``time_gaps``, a pattern that depends only on the time since the previous click is learned
+    (short pause: next is i + 1, long pause: i + 2), and the served model reads the gaps from the
+    user's live timestamps to predict it."""
+    n = 8
+    net = tiny(n_items=n, text_dim=0, n_layers=1, dropout=0.0, time_gaps=True)
+    short, long_ = [0.0, 2.0], [0.0, 2 * 86_400.0]
+    inputs, targets, gaps = [], [], []
+    for x in range(n):
+        y = (x + 1) % n
+        for times, step in ((short, 1), (long_, 2)):
+            inputs.append([x + 1, y + 1])
+            targets.append([0, (y + step) % n + 1])
+            gaps.append(time_gap_buckets(times).tolist())
+    inp, tgt, gap = torch.tensor(inputs), torch.tensor(targets), torch.tensor(gaps)
+    assert gap[0].tolist() != gap[1].tolist()  # the pauses fall in different buckets
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(200):
+        opt.zero_grad()
+        net.loss(inp, tgt, gaps=gap).backward()
+        opt.step()
+    net.eval()
+    assert net.score_last(inp, gaps=gap).argmax(dim=1).tolist() == (tgt[:, -1] - 1).tolist()
+
+    catalog = Catalog()
+    for i in range(n):
+        catalog.ensure(f"i{i}")
+    served = SequentialModel(net, [f"i{i}" for i in range(n)], "v1", PopularityCooc({}))
+    served.sync(catalog)
+    now = 1_700_000_000.0
+    for x in range(n):
+        y = (x + 1) % n
+        for times, step in ((short, 1), (long_, 2)):
+            user = UserState(deque([x, y]), deque([now + t for t in times]))
+            assert int(np.argmax(served.score(user, n))) == (y + step) % n, (x, step)
