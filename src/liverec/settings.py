@@ -33,7 +33,9 @@ class ServerSettings(BaseModel):
     reload_poll_s: float = Field(
         0.5, gt=0, description="how often the server looks for a newly promoted model"
     )
-    compute_threads: int = Field(1, gt=0, description="torch/BLAS threads for scoring; 1 = lowest tail latency")
+    compute_threads: int = Field(
+        1, gt=0, description="torch/BLAS threads for scoring; 1 = lowest tail latency"
+    )
 
 
 class StateSettings(BaseModel):

@@ -11,6 +11,7 @@ import torch
 
 from liverec.evaluate.metrics import evaluate
 from liverec.evaluate.split import leave_one_out
+from liverec.model.transformer import TransformerConfig
 from liverec.trainer.offline import (
     EpochLog,
     TrainConfig,
@@ -112,9 +113,10 @@ def test_random_crops_cover_long_histories() -> None:
     long = np.arange(40)
     short = np.arange(100, 104)
     rng = np.random.default_rng(0)
+    config = TransformerConfig(n_items=200, max_len=8)
     covered: set[int] = set()
     for _ in range(100):
-        for inp, tgt in training_batches([long, short], max_len=8, batch_size=4, rng=rng, crop=True):
+        for (inp, _, _), tgt in training_batches([long, short], config, batch_size=4, rng=rng, crop=True):
             assert inp.shape == tgt.shape and inp.shape[1] == 8
             for row_in, row_tgt in zip(inp, tgt, strict=True):
                 real_in, real_tgt = row_in[row_in > 0] - 1, row_tgt[row_tgt > 0] - 1
@@ -128,6 +130,6 @@ def test_random_crops_cover_long_histories() -> None:
     assert covered == set(range(40))
 
     fixed: set[int] = set()
-    for inp, tgt in training_batches([long], max_len=8, batch_size=4, rng=rng, crop=False):
+    for (inp, _, _), tgt in training_batches([long], config, batch_size=4, rng=rng, crop=False):
         fixed.update((inp[inp > 0] - 1).tolist() + (tgt[tgt > 0] - 1).tolist())
     assert fixed == set(range(31, 40))

@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from liverec.events.schema import EventType
 from liverec.events.state import UserState
+from liverec.model.features import gap_buckets as time_gap_buckets
 from liverec.model.popularity import PopularityCooc
-from liverec.model.sequential import SequentialModel, time_gap_buckets
+from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.store.catalog import Catalog
@@ -32,7 +34,7 @@ def tiny(**kw: object) -> SASRec:
 
 def test_output_shapes_and_dtypes() -> None:
     """forward (B, T, D), score_last (B, N), item_table (N+1, D), scalar losses: all float32."""
-    net = tiny(n_event_types=3, time_gaps=True)
+    net = tiny(event_types=True, time_gaps=True)
     seq = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
     types = torch.tensor([[0, 0, 1, 2, 3], [1, 1, 1, 1, 1]])
     gaps = torch.tensor([[0, 0, 0, 4, 31], [0, 1, 2, 3, 40]])  # 40: beyond the last bucket, clamped
@@ -55,7 +57,7 @@ def test_output_shapes_and_dtypes() -> None:
 
 def test_changing_a_later_item_never_changes_earlier_hidden_states() -> None:
     """Causality: position t's hidden state depends only on items, types and gaps at <= t."""
-    net = tiny(n_event_types=2, time_gaps=True, dropout=0.2)
+    net = tiny(event_types=True, time_gaps=True, dropout=0.2)
     gen = torch.Generator().manual_seed(1)
     seq = torch.randint(1, 13, (3, 10), generator=gen)
     types = torch.randint(1, 3, (3, 10), generator=gen)
@@ -268,5 +270,36 @@ def test_time_gaps_work_end_to_end() -> None:
     for x in range(n):
         y = (x + 1) % n
         for times, step in ((short, 1), (long_, 2)):
-            user = UserState(deque([x, y]), deque([now + t for t in times]))
+            user = UserState(deque([x, y]), deque([now + t for t in times]), deque([2, 2]))
             assert int(np.argmax(served.score(user, n))) == (y + step) % n, (x, step)
+
+
+def test_event_types_are_trained_offline_and_read_when_serving() -> None:
+    """With ``event_types``, offline training (`train` on `Seq`s carrying types) learns a pattern that
+    depends only on the event type (after a click comes i + 1, after a purchase i + 2), and the served
+    model reads the types from the user's live state to predict it."""
+    from liverec.model.features import EVENT_TYPE_IDS, Seq
+    from liverec.trainer.offline import TrainConfig, train
+
+    n = 8
+    click, purchase = EVENT_TYPE_IDS[EventType.click], EVENT_TYPE_IDS[EventType.purchase]
+    net = tiny(n_items=n, text_dim=0, n_layers=1, dropout=0.0, event_types=True)
+    seqs: list[np.ndarray] = []
+    for x in range(n):
+        for kind, step in ((click, 1), (purchase, 2)):
+            y = (x + step) % n
+            seqs.extend([Seq([x, y], [0.0, 1.0], [kind, click])] * 4)  # y follows from the type of x
+    val = [Seq([x], [0.0], [kind]) for x in range(n) for kind in (click, purchase)]
+    val_targets = np.asarray([(x + step) % n for x in range(n) for step in (1, 2)])
+    train(
+        net, seqs, val, val_targets, TrainConfig(epochs=150, lr=1e-2, batch_size=64, patience=150, threads=1)
+    )
+    catalog = Catalog()
+    for i in range(n):
+        catalog.ensure(f"i{i}")
+    served = SequentialModel(net, [f"i{i}" for i in range(n)], "v1", PopularityCooc({}))
+    served.sync(catalog)
+    for x in range(n):
+        for kind, step in ((click, 1), (purchase, 2)):
+            user = UserState(deque([x]), deque([0.0]), deque([kind]))
+            assert int(np.argmax(served.score(user, n))) == (x + step) % n, (x, kind)

@@ -25,6 +25,7 @@ def top_k(scores: np.ndarray, exclude: Sequence[np.ndarray], k: int) -> np.ndarr
     scores = np.array(scores, dtype=np.float32, copy=True)
     for b, ex in enumerate(exclude):
         scores[b, ex] = -np.inf
+    k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
     return np.take_along_axis(part, order, axis=1)

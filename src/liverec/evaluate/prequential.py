@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from liverec.evaluate.split import leave_one_out, sequences_from_events
 from liverec.events.datasets import Dataset
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
-from liverec.model.transformer import SASRec
+from liverec.model.features import EVENT_TYPE_IDS
 from liverec.trainer.offline import TrainConfig, fit_transformer
-from liverec.trainer.online import OnlineConfig, OnlineLearner, left_window
+from liverec.trainer.online import OnlineConfig, OnlineLearner
 
 Log = Callable[[str], None]
 
@@ -70,13 +69,6 @@ def _ranks(scores: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]) -> n
     return (scores >= t).sum(axis=1) - 1
 
 
-def _scores(net: SASRec, windows: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        table = net.item_table()
-        h = net.forward(torch.from_numpy(windows.astype(np.int64)), table=table)[:, -1]
-        return (h @ table.T).numpy()
-
-
 def prequential(
     data: Dataset,
     text: np.ndarray | None,
@@ -110,38 +102,39 @@ def prequential(
     frozen = copy.deepcopy(net).eval()
     reward = Rewards()
     learner.fold([StoredEvent(k + 1, ev) for k, ev in enumerate(head)], train=False)
-    seen: dict[str, set[int]] = {u: set(s) for u, s in learner.users.items()}
+    seen: dict[str, set[int]] = {u: set(t.items) for u, t in learner.users.items()}
     pop = np.zeros(seqs.n_items + 1)
-    for s in learner.users.values():
-        np.add.at(pop, np.fromiter(s, np.int64), 1.0)
+    for track in learner.users.values():
+        np.add.at(pop, np.fromiter(track.items, np.int64), 1.0)
     tallies = {"online": Tally([]), "frozen": Tally([]), "popularity": Tally([])}
     max_len = net.config.max_len
     streamed = 0
     for start in range(0, len(tail), delay):
         chunk = tail[start : start + delay]
         windows, targets, excl = [], [], []
-        pending: dict[str, list[int]] = {}
+        pending: dict[str, list[tuple[int, float, int]]] = {}  # folded after the chunk is scored
         for ev in chunk:
             if ev.type is EventType.impression or reward(ev) <= 0:
                 continue
             idx = learner.vocab.row(ev.item_id)
             assert idx is not None
-            history = list(learner.users.get(ev.user_id, ())) + pending.get(ev.user_id, [])
+            before = pending.setdefault(ev.user_id, [])
             user_seen = seen.setdefault(ev.user_id, set())
-            if history:
-                windows.append(left_window(history, max_len))
+            history = learner.users.get(ev.user_id)
+            if (history is not None and history.items) or before:
+                windows.append(learner.window_of(ev.user_id, max_len, before))
                 targets.append(idx + 1)
                 excl.append(np.fromiter(user_seen, np.int64))
-            pending.setdefault(ev.user_id, []).append(idx + 1)
+            before.append((idx + 1, ev.timestamp, EVENT_TYPE_IDS[ev.type]))
             user_seen.add(idx + 1)
         if targets:
             w, t = np.stack(windows), np.asarray(targets)
-            tallies["online"].ranks.append(_ranks(_scores(learner.ema, w), t, excl))
-            tallies["frozen"].ranks.append(_ranks(_scores(frozen, w), t, excl))
+            tallies["online"].ranks.append(_ranks(learner.scores(learner.ema, w), t, excl))
+            tallies["frozen"].ranks.append(_ranks(learner.scores(frozen, w), t, excl))
             tallies["popularity"].ranks.append(_ranks(np.tile(pop, (len(t), 1)), t, excl))
         learner.fold([StoredEvent(cut + start + k + 1, ev) for k, ev in enumerate(chunk)])
         for add in pending.values():
-            np.add.at(pop, np.asarray(add), 1.0)
+            np.add.at(pop, np.asarray([a[0] for a in add], dtype=np.int64), 1.0)
         streamed += len(chunk)
         if log and (start // delay) % 100 == 0:
             done = {k: v.metrics(1)["ndcg@10"] for k, v in tallies.items()}

@@ -14,6 +14,7 @@ import numpy as np
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import Event, EventType, Item
+from liverec.model.features import EVENT_TYPE_IDS, Seq
 from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
 
@@ -27,10 +28,15 @@ class Sequences:
     times: list[np.ndarray]  # per user: (T_u,) float64 epoch seconds
     vocab: Vocab
     texts: dict[str, str] = field(default_factory=dict)  # item id -> content for the text encoder
+    types: list[np.ndarray] = field(default_factory=list)  # per user: (T_u,) int64 event-type ids
 
     @property
     def n_items(self) -> int:
         return len(self.vocab)
+
+    def seq(self, k: int) -> Seq:
+        """User k's sequence with its times and event types."""
+        return Seq(self.items[k], self.times[k], self.types[k] if self.types else None)
 
     def n_interactions(self) -> int:
         return int(sum(len(s) for s in self.items))
@@ -47,21 +53,23 @@ def sequences_from_events(
     reward = Rewards(rewards)
     vocab = Vocab(i.item_id for i in items)
     order = sorted(range(len(events)), key=lambda k: events[k].timestamp)  # stable: ties keep log order
-    by_user: dict[str, tuple[list[int], list[float]]] = {}
+    by_user: dict[str, tuple[list[int], list[float], list[int]]] = {}
     for k in order:
         ev = events[k]
         if ev.type is EventType.impression or reward(ev) <= 0:
             continue
-        rows, times = by_user.setdefault(ev.user_id, ([], []))
+        rows, times, types = by_user.setdefault(ev.user_id, ([], [], []))
         rows.append(vocab.add(ev.item_id))
         times.append(ev.timestamp)
-    users = [u for u, (rows, _) in by_user.items() if len(rows) >= min_len]
+        types.append(EVENT_TYPE_IDS[ev.type])
+    users = [u for u, (rows, _, _) in by_user.items() if len(rows) >= min_len]
     return Sequences(
         users=users,
         items=[np.asarray(by_user[u][0], dtype=np.int64) for u in users],
         times=[np.asarray(by_user[u][1], dtype=np.float64) for u in users],
         vocab=vocab,
         texts={i.item_id: i.content() for i in items},
+        types=[np.asarray(by_user[u][2], dtype=np.int64) for u in users],
     )
 
 
@@ -70,7 +78,7 @@ class LeaveOneOut:
     """Per user: train prefix, validation target (second-to-last), test target (last)."""
 
     seqs: Sequences
-    train: list[np.ndarray]  # (T_u - 2,) int64
+    train: list[np.ndarray]  # (T_u - 2,) int64 `Seq`s (with times and event types)
     val: np.ndarray  # (U,) int64
     test: np.ndarray  # (U,) int64
     cold_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # rows never trained on
@@ -83,7 +91,14 @@ class LeaveOneOut:
         return self.train
 
     def test_inputs(self) -> list[np.ndarray]:
-        return [np.append(t, v) for t, v in zip(self.train, self.val, strict=True)]
+        """Train prefix + the validation item (with its time and type)."""
+        out: list[np.ndarray] = []
+        for k, t in enumerate(self.train):
+            _, time, type_id = self.seqs.seq(k).at(-2)
+            out.append(
+                t.append(int(self.val[k]), time, type_id) if isinstance(t, Seq) else np.append(t, self.val[k])
+            )
+        return out
 
     def train_with_val(self) -> list[np.ndarray]:
         """Training data for a final fit that may also learn from the validation target."""
@@ -104,11 +119,12 @@ def leave_one_out(
         cold = np.sort(rng.choice(seqs.n_items, size=n_cold, replace=False)).astype(np.int64)
     is_cold = np.zeros(seqs.n_items, dtype=bool)
     is_cold[cold] = True
-    train, val, test = [], [], []
+    train: list[np.ndarray] = []
+    val, test = [], []
     for k in keep:
-        s = seqs.items[k]
-        prefix = s[:-2]
-        train.append(prefix[~is_cold[prefix]] if cold.size else prefix)
+        s = seqs.seq(k)
+        prefix = s.window(0, len(s) - 2)
+        train.append(prefix.keep(~is_cold[np.asarray(prefix)]) if cold.size else prefix)
         val.append(s[-2])
         test.append(s[-1])
     sub = Sequences(
@@ -117,5 +133,6 @@ def leave_one_out(
         times=[seqs.times[k] for k in keep],
         vocab=seqs.vocab,
         texts=seqs.texts,
+        types=[seqs.types[k] for k in keep] if seqs.types else [],
     )
     return LeaveOneOut(sub, train, np.asarray(val, np.int64), np.asarray(test, np.int64), cold)

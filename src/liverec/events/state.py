@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
+from liverec.model.features import EVENT_TYPE_IDS
 from liverec.settings import RewardWeights
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 class UserState:
     items: deque[int]  # rows of positive interactions, oldest first
     times: deque[float]  # their timestamps (epoch s)
+    types: deque[int] = field(default_factory=deque)  # their event-type ids (`model.features`)
     seen: set[int] = field(default_factory=set)  # rows the user interacted with in any way but impression
     last_offset: int = 0
 
@@ -60,7 +62,8 @@ class LiveState:
     def _user(self, user_id: str) -> UserState:
         st = self.users.get(user_id)
         if st is None:
-            st = UserState(deque(maxlen=self.max_sequence), deque(maxlen=self.max_sequence))
+            n = self.max_sequence
+            st = UserState(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n))
             self.users[user_id] = st
         return st
 
@@ -85,4 +88,5 @@ class LiveState:
             if r > 0:
                 st.items.append(row)
                 st.times.append(ev.timestamp)
+                st.types.append(EVENT_TYPE_IDS[ev.type])
         return out

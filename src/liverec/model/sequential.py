@@ -11,22 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from liverec.events.state import UserState
 from liverec.model.base import Model
-from liverec.model.transformer import N_TIME_GAP_BUCKETS, SASRec
+from liverec.model.features import Seq
+from liverec.model.transformer import SASRec
 from liverec.model.vocab import Vocab
 from liverec.store.catalog import Catalog
 
-
-def time_gap_buckets(times: Sequence[float]) -> np.ndarray:
-    """(T,) int64 log2 buckets of seconds since the previous interaction (0 for the first)."""
-    t = np.asarray(times, dtype=np.float64)
-    gaps = np.diff(t, prepend=t[:1]) if len(t) else t
-    return np.minimum(np.log2(np.maximum(gaps, 0.0) + 1.0).astype(np.int64), N_TIME_GAP_BUCKETS - 1)
+if TYPE_CHECKING:
+    from liverec.trainer.offline import Inputs
 
 
 class SequentialModel(Model):
@@ -95,17 +93,28 @@ class SequentialModel(Model):
         self._normed = None
 
     # -- scoring --------------------------------------------------------------------------------
-    def _inputs(self, user: UserState) -> tuple[torch.Tensor, torch.Tensor | None]:
-        max_len = self.net.config.max_len
-        n = len(user.items)
-        rows = np.fromiter(islice(user.items, max(0, n - max_len), None), dtype=np.int64)
-        rows = rows[rows < len(self._to_model)]
-        seq = torch.from_numpy(self._to_model[rows]).unsqueeze(0)  # (1, T)
-        gaps = None
-        if self.net.config.time_gaps:
-            times = list(islice(user.times, max(0, n - max_len), None))[-len(rows) :]
-            gaps = torch.from_numpy(time_gap_buckets(times)).unsqueeze(0)
-        return seq, gaps
+    def _inputs(self, user: UserState) -> Inputs:
+        """The user's newest `max_len` interactions as (1, T) model indices (+ features)."""
+        c = self.net.config
+        start = max(0, len(user.items) - c.max_len)
+        rows = np.fromiter(islice(user.items, start, None), dtype=np.int64)
+        known = rows < len(self._to_model)  # rows added after the last sync are skipped
+        times = np.fromiter(islice(user.times, start, None), np.float64)[known] if c.time_gaps else None
+        types = np.fromiter(islice(user.types, start, None), np.int64)[known] if c.event_types else None
+        return self._encode([Seq(rows[known], times, types)])
+
+    def _encode(self, seqs: list[np.ndarray]) -> Inputs:
+        """Catalog-row sequences -> left-padded model inputs (indices via the catalog alignment)."""
+        from liverec.trainer.offline import model_inputs  # local: the trainer imports model modules
+
+        to_model = self._to_model
+        mapped = []
+        for s in seqs:
+            ok = np.asarray(s) < len(to_model)
+            sub = s.keep(ok) if isinstance(s, Seq) else np.asarray(s)[ok]
+            idx = to_model[np.asarray(sub)] - 1
+            mapped.append(Seq(idx, sub.times, sub.types) if isinstance(sub, Seq) else idx)
+        return model_inputs(mapped, self.net.config)
 
     def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
         return self.score_and_embed(user, n_items, user_id)[0]
@@ -115,12 +124,12 @@ class SequentialModel(Model):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         if user is None or not user.items:
             return self.fallback.score(user, n_items, user_id), None
-        seq, gaps = self._inputs(user)
-        if seq.shape[1] == 0:
+        seq, gaps, types = self._inputs(user)
+        if not bool((seq != 0).any()):
             return self.fallback.score(user, n_items, user_id), None
         table = self._table
         with torch.no_grad():
-            h = self.net.forward(seq, gaps=gaps, table=self._net_table)[0, -1]  # (D,)
+            h = self.net.forward(seq, types, gaps, table=self._net_table)[0, -1]  # (D,)
             scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
@@ -135,13 +144,11 @@ class SequentialModel(Model):
 
     def score_batch(self, seqs: list[np.ndarray], batch: int = 256) -> np.ndarray:
         """(B, N_catalog) float32 scores after each sequence of catalog rows (offline evaluation)."""
-        from liverec.trainer.offline import left_pad  # local: trainer imports model modules
-
         out = []
         with torch.no_grad():
             for i in range(0, len(seqs), batch):
-                chunk = [self._to_model[s[s < len(self._to_model)]] - 1 for s in seqs[i : i + batch]]
-                h = self.net.forward(left_pad(chunk), table=self._net_table)[:, -1]  # (b, D)
+                items, gaps, types = self._encode(seqs[i : i + batch])
+                h = self.net.forward(items, types, gaps, table=self._net_table)[:, -1]  # (b, D)
                 out.append((h @ self._table.T).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self._table)), np.float32)
 

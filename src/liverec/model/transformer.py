@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-N_TIME_GAP_BUCKETS = 32  # log2(seconds since the previous interaction + 1), capped
+from liverec.model.features import N_EVENT_TYPES, N_TIME_GAP_BUCKETS
 
 
 class CausalSelfAttention(nn.Module):
@@ -72,7 +72,7 @@ class TransformerConfig:
     max_len: int = 200
     dropout: float = 0.2
     id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
-    n_event_types: int = 0  # > 0: add an event-type embedding to each input position
+    event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
     time_gaps: bool = False  # add an embedding of the time since the previous interaction
     loss: str = "full"  # "full": softmax over the catalog; "sampled": shared negatives with logQ correction
     n_negatives: int = 1024  # sampled loss only
@@ -91,9 +91,7 @@ class SASRec(nn.Module):
         self.register_buffer("text_emb", torch.zeros(n, max(c.text_dim, 1)), persistent=True)
         self.text_proj = nn.Linear(c.text_dim, c.d_model, bias=False) if c.text_dim else None
         self.pos_emb = nn.Embedding(c.max_len, c.d_model)
-        self.type_emb = (
-            nn.Embedding(c.n_event_types + 1, c.d_model, padding_idx=0) if c.n_event_types else None
-        )
+        self.type_emb = nn.Embedding(N_EVENT_TYPES + 1, c.d_model, padding_idx=0) if c.event_types else None
         self.gap_emb = nn.Embedding(N_TIME_GAP_BUCKETS, c.d_model) if c.time_gaps else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList([Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
@@ -148,7 +146,8 @@ class SASRec(nn.Module):
         table: Tensor | None = None,
     ) -> Tensor:
         """Hidden states (B, T, D) float32 for left-padded item indices ``seq`` (B, T) int64
-        (0 = padding); ``types`` (B, T) int64 event types (1..n), ``gaps`` (B, T) int64 buckets."""
+        (0 = padding); ``types`` (B, T) int64 event-type ids, ``gaps`` (B, T) int64 time-gap buckets
+        (see `model.features`), left-padded like ``seq``; ignored unless the config enables them."""
         T = seq.shape[1]
         if self.config.max_len < T:
             seq, T = seq[:, -self.config.max_len :], self.config.max_len

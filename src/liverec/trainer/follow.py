@@ -76,12 +76,12 @@ class Decision:
     at: float = field(default_factory=time.time)
 
 
-def slice_ranks(net: SASRec, windows: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
-    """(B,) rank of each target among all items, the user's earlier items excluded."""
-    with torch.no_grad():
-        table = net.item_table()
-        h = net.forward(torch.from_numpy(windows.astype(np.int64)), table=table)[:, -1]
-        scores = (h @ table.T).numpy()  # (B, M+1), index 0 = padding
+def slice_ranks(
+    learner: OnlineLearner, net: SASRec, windows: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]
+) -> np.ndarray:
+    """(B,) rank of each target among all items, the user's earlier items excluded;
+    ``windows`` (B, 3, W) examples."""
+    scores = learner.scores(net, windows)  # (B, M+1), index 0 = padding
     scores[:, 0] = -np.inf
     for b, s in enumerate(seen):
         s = s[(s != targets[b]) & (s < scores.shape[1])]
@@ -230,8 +230,9 @@ class Follower:
             if ev.type is EventType.impression or learner.reward(ev) <= 0:
                 continue
             row = learner.vocab.row(ev.item_id)
-            if row is None or ev.user_id not in learner.users:
-                continue  # new item or new user: nothing to score yet
+            track = learner.users.get(ev.user_id)
+            if row is None or track is None or not track.items:
+                continue  # new item or no history yet: nothing to score
             windows.append(learner.window_of(ev.user_id, learner.cfg.window))
             targets.append(row + 1)
             seen.append(learner.seen_of(ev.user_id))
@@ -245,11 +246,23 @@ class Follower:
                 [seen[k] for k in keep],
             )
         w, t = np.stack(windows), np.asarray(targets)
-        self._cand.add(slice_ranks(learner.ema, w, t, seen))
+        self._cand.add(slice_ranks(learner, learner.ema, w, t, seen))
         if self.live_net is not None:
-            self._live.add(slice_ranks(self.live_net, w, t, seen))
+            self._live.add(slice_ranks(learner, self._grown(self.live_net), w, t, seen))
         if self.parent_net is not None:
-            self._parent.add(slice_ranks(self.parent_net, w, t, seen))
+            self._parent.add(slice_ranks(learner, self._grown(self.parent_net), w, t, seen))
+
+    def _grown(self, net: SASRec) -> SASRec:
+        """``net`` covering every item the learner knows: items that arrived after it was copied
+        are text-only in it (as when served), instead of out of range."""
+        assert self.learner is not None
+        ema = self.learner.ema
+        old, new = net.config.n_items, ema.config.n_items
+        if new > old:
+            net.grow(new - old)
+            with torch.no_grad():
+                net.text_emb[old + 1 :] = ema.text_emb[old + 1 :]
+        return net
 
     def due(self) -> bool:
         g = self.gate

@@ -17,6 +17,7 @@ import torch
 
 from liverec.evaluate.metrics import evaluate
 from liverec.evaluate.split import LeaveOneOut
+from liverec.model.features import Seq, left_pad_features
 from liverec.model.transformer import SASRec, TransformerConfig
 
 
@@ -71,16 +72,36 @@ def left_pad(rows: list[np.ndarray], length: int | None = None) -> torch.Tensor:
     t = length or max((len(r) for r in rows), default=1) or 1
     out = np.zeros((len(rows), t), dtype=np.int64)
     for b, r in enumerate(rows):
-        r = r[-t:]
+        r = np.asarray(r)[-t:]
         if len(r):
             out[b, t - len(r) :] = r + 1
     return torch.from_numpy(out)
 
 
+Inputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # items, gaps, types: (B, T) int64
+
+
+def model_inputs(seqs: list[np.ndarray], config: TransformerConfig, length: int | None = None) -> Inputs:
+    """Left-padded items and, if the config uses them, time-gap buckets and event types."""
+    items = left_pad(seqs, length)
+    gaps, types = left_pad_features(seqs, items.shape[1], config.time_gaps, config.event_types)
+    return (
+        items,
+        None if gaps is None else torch.from_numpy(gaps),
+        None if types is None else torch.from_numpy(types),
+    )
+
+
+def _window(s: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return s.window(start, stop) if isinstance(s, Seq) else s[start:stop]
+
+
 def training_batches(
-    seqs: list[np.ndarray], max_len: int, batch_size: int, rng: np.random.Generator, crop: bool
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input, target) pairs of (B, T) int64: inputs are items 0..T-1 of a window, targets 1..T."""
+    seqs: list[np.ndarray], config: TransformerConfig, batch_size: int, rng: np.random.Generator, crop: bool
+) -> list[tuple[Inputs, torch.Tensor]]:
+    """(inputs, targets) batches: inputs are items 0..T-1 of a window (with their features), targets
+    (B, T) int64 the items 1..T."""
+    max_len = config.max_len
     windows = []
     for s in seqs:
         if len(s) < 2:
@@ -88,19 +109,21 @@ def training_batches(
         end = len(s)
         if crop and len(s) > max_len + 1:
             end = int(rng.integers(max_len + 1, len(s) + 1))
-        windows.append(s[max(0, end - max_len - 1) : end])
+        windows.append(_window(s, max(0, end - max_len - 1), end))
     order = np.argsort([len(w) for w in windows], kind="stable")
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     out = []
     for b in batches:
         ws = [windows[i] for i in b]
-        out.append((left_pad([w[:-1] for w in ws]), left_pad([w[1:] for w in ws])))
+        inputs = model_inputs([_window(w, 0, len(w) - 1) for w in ws], config)
+        out.append((inputs, left_pad([np.asarray(w)[1:] for w in ws])))
     return out
 
 
 def scorer(model: SASRec, batch: int = 256) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """Input sequences (catalog rows) -> (B, N) float32 scores, in eval mode."""
+    """Input sequences (catalog rows, `Seq` with features if the model uses them) -> (B, N)
+    float32 scores, in eval mode."""
 
     def score(seqs: list[np.ndarray]) -> np.ndarray:
         was_training = model.training
@@ -108,10 +131,10 @@ def scorer(model: SASRec, batch: int = 256) -> Callable[[list[np.ndarray]], np.n
         try:
             with torch.no_grad():
                 table = model.item_table()
-                parts = [
-                    model.score_last(left_pad(seqs[i : i + batch]), table=table).numpy()
-                    for i in range(0, len(seqs), batch)
-                ]
+                parts = []
+                for i in range(0, len(seqs), batch):
+                    items, gaps, types = model_inputs(seqs[i : i + batch], model.config)
+                    parts.append(model.score_last(items, types, gaps, table=table).numpy())
         finally:
             model.train(was_training)
         return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)
@@ -153,8 +176,10 @@ def train(
         model.train()
         t0 = time.perf_counter()
         total, count = 0.0, 0
-        for inp, tgt in training_batches(train_seqs, model.config.max_len, cfg.batch_size, rng, cfg.crop):
-            loss = model.loss(inp, tgt, exclude=excl, log_q=log_q)
+        for (inp, gaps, types), tgt in training_batches(
+            train_seqs, model.config, cfg.batch_size, rng, cfg.crop
+        ):
+            loss = model.loss(inp, tgt, types, gaps, exclude=excl, log_q=log_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
+from liverec.model.features import EVENT_TYPE_IDS, gap_buckets
 from liverec.model.transformer import SASRec
 from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
@@ -67,13 +68,37 @@ class LearnStats:
     loss: float = 0.0
 
 
-def left_window(seq: Sequence[int], length: int) -> np.ndarray:
-    """(length,) int32, the newest `length` entries, left-padded with 0."""
-    out = np.zeros(length, dtype=np.int32)
-    tail = list(seq)[-length:]
-    if tail:
-        out[length - len(tail) :] = tail
-    return out
+@dataclass
+class Track:
+    """One user's positives as the learner sees them: model indices, times, event types."""
+
+    items: deque[int]
+    times: deque[float]
+    types: deque[int]
+
+    @classmethod
+    def empty(cls, max_len: int) -> Track:
+        return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
+
+    def add(self, idx: int, time: float, type_id: int) -> None:
+        self.items.append(idx)
+        self.times.append(time)
+        self.types.append(type_id)
+
+    def example(self, length: int, extra: Sequence[tuple[int, float, int]] = ()) -> np.ndarray:
+        """(3, length) int32 input window: item indices, time-gap buckets, event types (left-padded).
+        ``extra`` appends (index, time, type) entries not folded in yet (prequential scoring)."""
+        items = list(self.items)[-(length + 1) :] + [e[0] for e in extra]
+        times = list(self.times)[-(length + 1) :] + [e[1] for e in extra]
+        types = list(self.types)[-(length + 1) :] + [e[2] for e in extra]
+        gaps = gap_buckets(np.asarray(times))  # computed with one extra entry of context
+        out = np.zeros((3, length), dtype=np.int32)
+        n = min(length, len(items))
+        if n:
+            out[0, length - n :] = items[-n:]
+            out[1, length - n :] = gaps[-n:]
+            out[2, length - n :] = types[-n:]
+        return out
 
 
 class OnlineLearner:
@@ -95,8 +120,8 @@ class OnlineLearner:
         self.reward = Rewards(rewards)
         self.text_fn = text_fn
         self.filter = event_filter
-        self.users: dict[str, deque[int]] = {}  # model indices, newest last
-        self.replay = ReplayBuffer(c.replay_capacity, c.window, c.replay_half_life, c.seed)
+        self.users: dict[str, Track] = {}
+        self.replay = ReplayBuffer(c.replay_capacity, (3, c.window), c.replay_half_life, c.seed)
         self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.last_seen = np.zeros(net.config.n_items + 1, dtype=np.float64)
         self.clock = 0.0
@@ -161,23 +186,23 @@ class OnlineLearner:
                 stats.held_back += 1
                 continue
             idx = self._index(ev.item_id, new_ids)
-            seq = self.users.get(ev.user_id)
-            if seq is None:
-                seq = self.users[ev.user_id] = deque(maxlen=max_len)
+            track = self.users.get(ev.user_id)
+            if track is None:
+                track = self.users[ev.user_id] = Track.empty(max_len)
             r = self.reward(ev)
             if r > 0:
                 stats.positives += 1
-                if seq:
-                    fresh_in.append(left_window(seq, w))
+                if track.items:
+                    fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
-                seq.append(idx)
+                track.add(idx, ev.timestamp, EVENT_TYPE_IDS[ev.type])
                 self.clock = max(self.clock, ev.timestamp)
                 if idx < len(self.last_seen):
                     self.last_seen[idx] = max(self.last_seen[idx], ev.timestamp)
             elif ev.type in NEGATIVE_TYPES or r < 0:
                 stats.negatives += 1
-                if seq:
-                    neg_in.append(left_window(seq, w))
+                if track.items:
+                    neg_in.append(track.example(w))
                     neg_tgt.append(idx)
         self._grow(new_ids)
         stats.new_items = len(new_ids)
@@ -219,13 +244,21 @@ class OnlineLearner:
         stale[0] = True
         return torch.from_numpy(stale)
 
+    def hidden(self, net: SASRec, examples: np.ndarray, table: torch.Tensor) -> torch.Tensor:
+        """(B, D) last hidden state for (B, 3, W) examples (items, gap buckets, event types)."""
+        x = torch.from_numpy(examples.astype(np.int64))
+        gaps = x[:, 1] if net.config.time_gaps else None
+        types = x[:, 2] if net.config.event_types else None
+        return net.forward(x[:, 0], types, gaps, table=table)[:, -1]
+
     def _step(self, inp: np.ndarray, tgt: np.ndarray, negs: tuple[np.ndarray, np.ndarray] | None) -> float:
+        """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices."""
         c = self.cfg
         self.net.train(c.dropout)  # eval mode = no dropout; gradients flow either way
         for group in self.opt.param_groups:
             group["lr"] = c.lr / math.sqrt(1.0 + self.steps / c.lr_decay_steps)
         table = self.net.item_table()  # (M+1, D)
-        h = self.net.forward(torch.from_numpy(inp.astype(np.int64)), table=table)[:, -1]  # (B, D)
+        h = self.hidden(self.net, inp, table)  # (B, D)
         logits = h @ table.T  # (B, M+1)
         expired = self._candidates_mask()
         mask = expired.clone() if expired is not None else torch.zeros(logits.shape[1], dtype=torch.bool)
@@ -235,7 +268,7 @@ class OnlineLearner:
         mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
         loss = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets)
         if negs is not None and c.unlikelihood > 0:
-            hn = self.net.forward(torch.from_numpy(negs[0].astype(np.int64)), table=table)[:, -1]
+            hn = self.hidden(self.net, negs[0], table)
             p = torch.softmax((hn @ table.T).masked_fill(mask, -torch.inf), dim=1)
             p_neg = p[torch.arange(len(negs[1])), torch.from_numpy(negs[1])]
             loss = loss + c.unlikelihood * -torch.log1p(-p_neg.clamp(max=1 - 1e-6)).mean()
@@ -257,12 +290,22 @@ class OnlineLearner:
             b_ema.copy_(b)
 
     # -- scoring (prequential evaluation) -------------------------------------------------------
-    def window_of(self, user_id: str, length: int | None = None) -> np.ndarray:
-        """The user's current input window (model indices), for scoring before learning."""
-        return left_window(self.users.get(user_id, ()), length or self.net.config.max_len)
+    def window_of(
+        self, user_id: str, length: int | None = None, extra: Sequence[tuple[int, float, int]] = ()
+    ) -> np.ndarray:
+        """(3, length) input window of the user's current sequence, for scoring before learning."""
+        track = self.users.get(user_id) or Track.empty(self.net.config.max_len)
+        return track.example(length or self.net.config.max_len, extra)
 
     def seen_of(self, user_id: str) -> np.ndarray:
-        return np.fromiter(self.users.get(user_id, ()), dtype=np.int64)
+        track = self.users.get(user_id)
+        return np.fromiter(track.items, dtype=np.int64) if track else np.empty(0, np.int64)
+
+    @torch.no_grad()
+    def scores(self, net: SASRec, examples: np.ndarray) -> np.ndarray:
+        """(B, M+1) float32 scores (column 0 = padding) after each (3, W) example window."""
+        table = net.item_table()
+        return (self.hidden(net, examples, table) @ table.T).numpy()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, object]:

@@ -11,11 +11,11 @@ import numpy as np
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int, window: int, half_life: float, seed: int = 0) -> None:
+    def __init__(self, capacity: int, shape: tuple[int, ...], half_life: float, seed: int = 0) -> None:
         self.capacity = capacity
-        self.window = window
+        self.shape = shape  # of one example's input, e.g. (3, window): items, time gaps, event types
         self.half_life = half_life
-        self.inputs = np.zeros((capacity, window), dtype=np.int32)  # model indices, left-padded with 0
+        self.inputs = np.zeros((capacity, *shape), dtype=np.int32)
         self.targets = np.zeros(capacity, dtype=np.int32)
         self.serial = np.zeros(capacity, dtype=np.int64)  # arrival number of each slot's example
         self.added = 0
@@ -25,7 +25,7 @@ class ReplayBuffer:
         return min(self.added, self.capacity)
 
     def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
-        """inputs (B, window) int32, targets (B,) int32."""
+        """inputs (B, *shape) int32, targets (B,) int32."""
         for k in range(len(targets)):
             slot = self.added % self.capacity
             self.inputs[slot] = inputs[k]
@@ -34,17 +34,11 @@ class ReplayBuffer:
             self.added += 1
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n, window) inputs and (n,) targets, newer examples more likely."""
+        """(n, *shape) inputs and (n,) targets, newer examples more likely."""
         size = len(self)
         if size == 0 or n <= 0:
-            return np.zeros((0, self.window), np.int32), np.zeros(0, np.int32)
+            return np.zeros((0, *self.shape), np.int32), np.zeros(0, np.int32)
         age = (self.added - 1 - self.serial[:size]).astype(np.float64)
         weights = np.exp2(-age / self.half_life)
         idx = self.rng.choice(size, size=n, p=weights / weights.sum())
         return self.inputs[idx], self.targets[idx]
-
-    def remap(self, mapping: np.ndarray) -> None:
-        """Apply a model-index mapping (old -> new) after the vocabulary was re-aligned."""
-        size = len(self)
-        self.inputs[:size] = mapping[self.inputs[:size]]
-        self.targets[:size] = mapping[self.targets[:size]]
