@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     max_seconds: float = 0.0  # 0 = no time budget
+    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -60,6 +61,21 @@ class TrainResult:
         """Training throughput: target interactions per second, averaged over epochs."""
         speeds = [h.interactions_per_s for h in self.history]
         return float(np.mean(speeds)) if speeds else 0.0
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers copied as they are)."""
+
+    def __init__(self, model: SASRec, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: SASRec) -> None:
+        for p_avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            p_avg.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
+        for b_avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_avg.copy_(b)
 
 
 def seed_everything(seed: int) -> None:
@@ -168,6 +184,7 @@ def train(
         counts = np.bincount(np.concatenate(train_seqs) + 1, minlength=n + 1).astype(np.float64) + 1.0
         log_q = torch.from_numpy(np.log(counts / counts.sum())).float()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, float]] | None = None
     history: list[EpochLog] = []
     stale = 0
@@ -185,16 +202,18 @@ def train(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             k = int((tgt != 0).sum())
             total += loss.item() * k
             count += k
         seconds = time.perf_counter() - t0
         entry = EpochLog(epoch, total / max(count, 1), seconds, count / max(seconds, 1e-9))
         if len(val_targets) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            entry.val = evaluate(scorer(model), val_inputs, val_targets, n)
+            entry.val = evaluate(scorer(ema.model if ema else model), val_inputs, val_targets, n)
             score = entry.val["ndcg@10"]
             if best is None or score > best[0]:
-                best = (score, epoch, copy.deepcopy(model.state_dict()), entry.val)
+                best = (score, epoch, copy.deepcopy((ema.model if ema else model).state_dict()), entry.val)
                 stale = 0
             else:
                 stale += 1
