@@ -2,7 +2,12 @@
 
 One connection per store object, guarded by a lock; other processes (the online trainer) open their
 own and read concurrently thanks to WAL. ``BEGIN IMMEDIATE`` makes dedupe + insert one atomic step
-even when several processes append.
+even when several processes append: inside it, a writer first folds in the ids other processes
+appended since it last looked.
+
+The events table has no secondary index, so an append is a sequential write whatever the ids look
+like: duplicates are found through `IdSet` (hashes of every id, in memory), and a user's history
+or deletion scans the log (both are rare operations; live state is kept in memory).
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from liverec.store.codec import (
     vector_bytes,
     vector_from,
 )
+from liverec.store.idset import IdSet, id_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- the offset; never reused, even after deletes
-    event_id   TEXT NOT NULL UNIQUE,
+    event_id   TEXT NOT NULL,
+    id_hash    INTEGER NOT NULL,                   -- `idset.id_hash(event_id)`
     user_id    TEXT NOT NULL,
     item_id    TEXT NOT NULL,
     type       TEXT NOT NULL,
@@ -38,7 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
     ts         REAL NOT NULL,
     context    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_user ON events(user_id, seq);
+DROP INDEX IF EXISTS events_by_user;  -- stores made before 0.1 had it; appends are faster without
 CREATE TABLE IF NOT EXISTS items (
     idx        INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order
     item_id    TEXT NOT NULL UNIQUE,
@@ -97,6 +104,30 @@ class SQLiteEventStore(EventStore):
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._known_items: set[str] = set()  # item ids certainly in the catalog
+        self._synced, self._ids = self._load_ids()
+
+    def _load_ids(self) -> tuple[int, IdSet]:
+        """Hashes of every event id in the log, and the offset they cover."""
+        try:
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+            if "id_hash" not in columns:  # a store from before id hashes: add and fill the column
+                self._db.execute("ALTER TABLE events ADD COLUMN id_hash INTEGER NOT NULL DEFAULT 0")
+                rows = self._db.execute("SELECT seq, event_id FROM events").fetchall()
+                self._db.executemany(
+                    "UPDATE events SET id_hash = ? WHERE seq = ?", [(id_hash(e), q) for q, e in rows]
+                )
+            last = self._last_seq(self._db)
+            hashes = (r[0] for r in self._db.execute("SELECT id_hash FROM events WHERE seq <= ?", (last,)))
+            return last, IdSet(hashes)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the SQLite store at {self.path}: {exc}") from exc
+
+    def _catch_up(self, db: sqlite3.Connection) -> None:
+        """Fold in ids other processes appended since we last looked (we hold the write lock)."""
+        rows = db.execute("SELECT seq, id_hash FROM events WHERE seq > ?", (self._synced,)).fetchall()
+        if rows:
+            self._ids.add(r[1] for r in rows)
+            self._synced = max(r[0] for r in rows)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -120,16 +151,15 @@ class SQLiteEventStore(EventStore):
         fresh, duplicates = dedupe_batch(events, set())
         if not fresh:
             return AppendResult([], duplicates)
-        rows = [event_row(e) for e in fresh]
+        hashes = [id_hash(e.event_id) for e in fresh]
         with self._write() as db:
+            self._catch_up(db)
+            known = self._ids.contains(hashes)
+            keep = [i for i in range(len(fresh)) if not known[i]]
             first = self._last_seq(db)
-            inserted = _insert_rows(db, f"INSERT OR IGNORE INTO events({EVENT_COLS})", rows)
-            if inserted == len(fresh):  # the common case: no id was in the log already
-                accepted = [StoredEvent(offset=first + i + 1, event=e) for i, e in enumerate(fresh)]
-            else:
-                new_rows = db.execute("SELECT event_id, seq FROM events WHERE seq > ?", (first,)).fetchall()
-                offset_of = dict(new_rows)
-                accepted = [StoredEvent(offset_of[e.event_id], e) for e in fresh if e.event_id in offset_of]
+            rows = [(*event_row(fresh[i]), hashes[i]) for i in keep]
+            _insert_rows(db, f"INSERT INTO events({EVENT_COLS}, id_hash)", rows)
+            accepted = [StoredEvent(offset=first + k + 1, event=fresh[i]) for k, i in enumerate(keep)]
             first_seen: dict[str, float] = {}
             for s in accepted:
                 if s.event.item_id not in self._known_items:
@@ -138,6 +168,8 @@ class SQLiteEventStore(EventStore):
                 stubs = [stub_row(i, t) for i, t in first_seen.items()]
                 _insert_rows(db, f"INSERT OR IGNORE INTO items({ITEM_COLS})", stubs)
         self._known_items.update(first_seen)
+        self._ids.add(hashes[i] for i in keep)  # only after the commit succeeded
+        self._synced = first + len(keep)
         return AppendResult(accepted, duplicates + len(fresh) - len(accepted))
 
     @staticmethod
@@ -170,7 +202,11 @@ class SQLiteEventStore(EventStore):
 
     def delete_user(self, user_id: str) -> int:
         with self._write() as db:
-            return db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            self._catch_up(db)
+            gone = [r[0] for r in db.execute("SELECT id_hash FROM events WHERE user_id = ?", (user_id,))]
+            removed = db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+        self._ids.remove(gone)  # a deleted event's id may be sent again
+        return int(removed)
 
     # -- catalog ------------------------------------------------------------------------------
     def upsert_items(self, items: Sequence[Item]) -> int:

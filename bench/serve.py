@@ -1,0 +1,256 @@
+"""Serving: recommendation latency under paced load, max throughput, and event-to-visible latency.
+
+Setup (through the HTTP API of a ``liverec serve`` subprocess on a fresh SQLite store): ``--items``
+catalog items, then ``--events`` synthetic events in batches of 1,000. The events come from
+`_load.World`: items sit in taste clusters and every user mostly acts within 2-3 clusters, so
+item-to-item co-occurrence has a real signal. Then, from this (separate) process:
+
+1. ``latency``: open loop, ``GET /v1/users/{u}/recommendations?k=10`` paced at ``--rate`` requests/s
+   for ``--duration`` s; ``--new-users`` of the requests name users the server has never seen.
+   Latency counts from the moment a request is due (so a slow server cannot hide by slowing the
+   client), excluding the client's own timer lag.
+2. ``throughput``: closed loop, the same requests on ``--connections`` connections, as fast as the
+   server answers.
+3. ``event-to-visible``: ``--trials`` times, a user with history GETs her list L0 (``--trial-k``
+   long), clicks X, the most popular item of a cluster she has never touched (``POST /v1/events``),
+   and at once GETs L1 on the same connection. The latency runs from sending the POST to receiving
+   L1. The trial passes only if some item of X's cluster (items that co-occur with X in the data)
+   ranks higher in L1 than in L0 (absent = below the list) and X is not in L1, where it would rank
+   first among them had the click not marked it seen; otherwise it counts in
+   ``event_to_visible_failures`` with the reason. Only the click changes state between L0 and L1.
+   A single click among ~20 history items lifts its cluster only to ranks ~10-30, hence k=50.
+
+Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/serve.py [--rate 100 --duration 30 --connections 8]
+Prints one JSON object on stdout (keys in bench/README.md); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from _load import (
+    Connection,
+    MakeRequest,
+    Request,
+    World,
+    batch_bodies,
+    client_loop_name,
+    closed_loop,
+    emit,
+    fs_type,
+    live_server,
+    log,
+    machine,
+    open_loop,
+    percentile,
+    request_json,
+    run,
+    server_cpu_s,
+)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--items", type=int, default=10_000, help="catalog size")
+    p.add_argument("--users", type=int, default=5_000, help="users in the synthetic log")
+    p.add_argument("--events", type=int, default=100_000, help="events loaded before measuring")
+    p.add_argument("--rate", type=float, default=100.0, help="paced GETs per second (latency phase)")
+    p.add_argument("--duration", type=float, default=25.0, help="seconds of paced load")
+    p.add_argument("--pool", type=int, default=8, help="connections available to the paced loop")
+    p.add_argument("--connections", type=int, default=8, help="connections of the closed loop")
+    p.add_argument("--max-requests", type=int, default=20_000, help="closed-loop request bound")
+    p.add_argument("--max-seconds", type=float, default=15.0, help="closed-loop time bound")
+    p.add_argument("--new-users", type=float, default=0.2, help="share of GETs for never-seen users")
+    p.add_argument("--k", type=int, default=10, help="list length of every GET")
+    p.add_argument("--trials", type=int, default=300, help="event-to-visible trials")
+    p.add_argument("--trial-k", type=int, default=50, help="list length of the trials' GETs")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def rec_path(user_id: str, k: int) -> str:
+    return f"/v1/users/{user_id}/recommendations?k={k}"
+
+
+async def load_world(url: str, world: World, n_events: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Catalog, then events, through the API; returns the events and how fast they went in."""
+    items = world.items()
+    for i in range(0, len(items), 1000):
+        await request_json(url, "POST", "/v1/items", {"items": items[i : i + 1000]})
+    events = world.events(n_events)
+    bodies = batch_bodies(events, 1000)
+    res = await closed_loop(
+        url,
+        lambda i: ("POST", "/v1/events", bodies[i]),
+        connections=2,
+        max_requests=len(bodies),
+        max_seconds=300.0,
+    )
+    if res.ok != len(bodies):
+        raise RuntimeError(f"setup: {res.ok} of {len(bodies)} event batches accepted: {res.summary()}")
+    health = await request_json(url, "GET", "/healthz")
+    info = {
+        "items": health["items"],
+        "users": health["users"],
+        "events": health["events"],
+        "load_events_per_s": round(len(events) / res.elapsed_s, 1),
+    }
+    return events, info
+
+
+def make_gets(known: list[str], new_share: float, k: int, seed: int) -> MakeRequest:
+    """Request i: a known user (uniform) or, with probability ``new_share``, a never-seen one."""
+    rng = random.Random(seed)
+    tag = rng.getrandbits(32)
+
+    def make(i: int) -> Request:
+        user = f"new-{tag:x}-{i}" if rng.random() < new_share else rng.choice(known)
+        return ("GET", rec_path(user, k), None)
+
+    return make
+
+
+async def trials(
+    url: str, world: World, events: list[dict[str, Any]], n: int, k: int, seed: int
+) -> dict[str, Any]:
+    """Click-then-read trials; each uses a different user and one sequential keep-alive connection."""
+    rng = random.Random(seed)
+    tastes = world.tastes()
+    seen: dict[str, set[str]] = {}
+    for ev in events:
+        if ev["type"] != "impression":
+            seen.setdefault(ev["user_id"], set()).add(ev["item_id"])
+    users = [u for u in range(world.n_users) if world.user_id(u) in seen]
+    picked = rng.sample(users, min(n, len(users)))
+    conn = Connection(url)
+    latencies: list[float] = []
+    post_ms: list[float] = []
+    failures: Counter[str] = Counter()
+    top10 = 0  # trials where a co-occurring item entered the first 10 (model strength, not freshness)
+    try:
+        for u in picked:
+            uid = world.user_id(u)
+            c = rng.choice([c for c in range(world.n_clusters) if c not in tastes[u]])
+            rows = [r for r in world.cluster_items(c) if world.item_id(r) not in seen[uid]]
+            x = world.item_id(rows[0])  # the cluster's most popular item the user has not touched
+            cooc = {world.item_id(r) for r in rows[1:]}
+            before = await conn.request("GET", rec_path(uid, k))
+            l0 = [it["item_id"] for it in orjson.loads(before.body)["items"]]
+            click = orjson.dumps({"user_id": uid, "item_id": x, "type": "click", "timestamp": time.time()})
+            t0 = time.perf_counter()
+            posted = await conn.request("POST", "/v1/events", click)
+            t1 = time.perf_counter()
+            after = await conn.request("GET", rec_path(uid, k))
+            t2 = time.perf_counter()
+            if posted.status != 200 or after.status != 200:
+                failures[f"http_{posted.status}_{after.status}"] += 1
+                continue
+            l1 = [it["item_id"] for it in orjson.loads(after.body)["items"]]
+            rank0 = {item: r for r, item in enumerate(l0)}
+            rose = any(r < rank0.get(item, len(l0)) for r, item in enumerate(l1) if item in cooc)
+            top10 += any(item in cooc for item in l1[:10]) and not any(item in cooc for item in l0[:10])
+            if x in l1:
+                failures["clicked_item_still_listed"] += 1
+            elif not rose:
+                failures["no_cooccurring_item_rose"] += 1
+            else:
+                latencies.append(t2 - t0)
+                post_ms.append(t1 - t0)
+    finally:
+        await conn.close()
+    fails = sum(failures.values())
+    return {
+        "event_to_visible_p50_ms": round(percentile(latencies, 50) * 1000, 3),
+        "event_to_visible_p99_ms": round(percentile(latencies, 99) * 1000, 3),
+        "event_to_visible_failures": fails,
+        "event_to_visible": {
+            "trials": len(picked),
+            "passed": len(latencies),
+            "failures": fails,
+            "failure_reasons": dict(failures),
+            "max_ms": round(percentile(latencies, 100) * 1000, 3),
+            "post_p50_ms": round(percentile(post_ms, 50) * 1000, 3),
+            "k": k,
+            "cooccurring_entered_top10_share": round(top10 / max(1, len(picked)), 3),
+        },
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    world = World(n_items=args.items, n_users=args.users, seed=args.seed)
+    out: dict[str, Any] = {
+        "benchmark": "serve",
+        "machine": machine(),
+        "client": {
+            "impl": "bench/_load.py raw asyncio HTTP/1.1 keep-alive",
+            "loop": client_loop_name(),
+            "process": "separate from the server",
+        },
+    }
+    with live_server() as url:
+        log(f"setup: {args.items:,} items and {args.events:,} events through the API ...")
+        events, setup = await load_world(url, world, args.events)
+        out["setup"] = setup
+        log(f"  {setup}")
+        known = sorted({ev["user_id"] for ev in events})
+        warm = make_gets(known, args.new_users, args.k, args.seed + 1)
+        await closed_loop(url, warm, connections=2, max_requests=300, max_seconds=10.0)
+
+        log(f"latency: {args.rate:g} GET/s for {args.duration:g}s (open loop) ...")
+        cpu0 = server_cpu_s(url)
+        paced = await open_loop(
+            url,
+            make_gets(known, args.new_users, args.k, args.seed + 2),
+            rate=args.rate,
+            duration_s=args.duration,
+            connections=args.pool,
+        )
+        cpu1 = server_cpu_s(url)
+        s = paced.summary()
+        out["p50_ms"], out["p99_ms"] = s["p50_ms"], s["p99_ms"]
+        out["latency"] = {
+            **s,
+            "k": args.k,
+            "new_user_share": args.new_users,
+            "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+        }
+        log(f"  p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms at {s['achieved_rate']} req/s")
+
+        log(f"throughput: closed loop on {args.connections} connections ...")
+        cpu0 = server_cpu_s(url)
+        closed = await closed_loop(
+            url,
+            make_gets(known, args.new_users, args.k, args.seed + 3),
+            connections=args.connections,
+            max_requests=args.max_requests,
+            max_seconds=args.max_seconds,
+        )
+        cpu1 = server_cpu_s(url)
+        s = closed.summary()
+        out["requests_per_s"] = s["requests_per_s"]
+        out["throughput"] = {
+            **s,
+            "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+        }
+        log(f"  {s['requests_per_s']:,.0f} req/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
+
+        log(f"event-to-visible: {args.trials} click-then-read trials ...")
+        out.update(await trials(url, world, events, args.trials, args.trial_k, args.seed + 4))
+        log(
+            f"  p50 {out['event_to_visible_p50_ms']} ms, p99 {out['event_to_visible_p99_ms']} ms, "
+            f"failures {out['event_to_visible_failures']} {out['event_to_visible']['failure_reasons']}"
+        )
+        out["data_fs"] = fs_type(Path(tempfile.gettempdir()))
+    return out
+
+
+if __name__ == "__main__":
+    emit(run(main(parse_args())))
