@@ -24,7 +24,8 @@ class FilterConfig:
     max_repeats: int = 3
     repeat_window_s: float = 3600.0
     user_max_per_minute: int = 120
-    item_max_per_minute: int = 600
+    # below (item_min_users - 1) * user_max_per_minute, else no farm of few users could ever reach it
+    item_max_per_minute: int = 300
     item_min_users: int = 5
     quarantine_s: float = 3600.0
 

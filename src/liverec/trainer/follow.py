@@ -4,7 +4,9 @@ Each cycle reads new events after the committed offset (through the `EventStore`
 first *scores* the candidate (the learner's EMA weights) and the live version on them, then
 *learns* from them: a prequential test-then-train slice. Every `publish_events` events or
 `publish_s` seconds the candidate is published only if its NDCG@10 on the slice is not worse than
-live's beyond `tolerance`; otherwise it is rejected and the reason logged. If the live version
+live's beyond `tolerance`; otherwise it is rejected and the reason logged. What is published is the
+candidate exactly as it was last scored (a copy taken before learning the newest page), so no update
+reaches the registry without having been scored on events it had not learned from. If the live version
 itself turns worse than the one before it on a slice, the registry is rolled back.
 
 Crash safety: the trainer checkpoint (weights, EMA, optimiser, offset) is written atomically after
@@ -120,6 +122,7 @@ class Follower:
         self._cand = SliceScore()
         self._live = SliceScore()
         self._parent = SliceScore()
+        self._scored: tuple[SASRec, int] | None = None  # the candidate as last scored, and its offset
         self._since_events = 0
         self._since_t = time.monotonic()
         self._rng = np.random.default_rng(self.cfg.seed)
@@ -213,11 +216,13 @@ class Follower:
 
     # -- the loop -------------------------------------------------------------------------------
     def step(self, page: list[StoredEvent]) -> LearnStats:
-        """Score the slice with candidate and live (before learning from it), then learn."""
+        """Score the slice with candidate and live (before learning from it), then learn. Events the
+        filter holds back are neither scored nor learned from."""
         learner = self.learner
         assert learner is not None
-        self._score_slice(page)
-        stats = learner.fold(page)
+        admitted = learner.screen(page)
+        self._score_slice([s for s, ok in zip(page, admitted, strict=True) if ok])
+        stats = learner.fold(page, admitted=admitted)
         self._since_events += stats.events
         return stats
 
@@ -247,6 +252,7 @@ class Follower:
             )
         w, t = np.stack(windows), np.asarray(targets)
         self._cand.add(slice_ranks(learner, learner.ema, w, t, seen))
+        self._scored = (copy.deepcopy(learner.ema).eval(), learner.offset)  # what the gate has seen
         if self.live_net is not None:
             self._live.add(slice_ranks(learner, self._grown(self.live_net), w, t, seen))
         if self.parent_net is not None:
@@ -302,11 +308,14 @@ class Follower:
         else:
             reason = f"rejected: candidate {cand['ndcg@10']:.4f} < live {live['ndcg@10']:.4f} - {tol}"
         decision = Decision(published, reason, cand, live, learner.offset)
-        (log.info if published else log.warning)("%s", reason)
+        (log.info if published else log.warning)(
+            "offset %d, %d examples, %d steps: %s", learner.offset, learner.examples, learner.steps, reason
+        )
         self.decisions.append(decision)
         if self.on_decision:
             self.on_decision(decision)
         self._cand, self._live, self._parent = SliceScore(), SliceScore(), SliceScore()
+        self._scored = None
         self._since_events, self._since_t = 0, time.monotonic()
         self.save_checkpoint()
         return decision
@@ -314,24 +323,35 @@ class Follower:
     def _publish(self, cand: dict[str, float], live: dict[str, float]) -> str:
         learner = self.learner
         assert learner is not None
+        # the scored copy (items that arrived after it are not in it: a vocabulary prefix), else
+        # (no live version to compare with) the current weights
+        net, offset = self._scored or (copy.deepcopy(learner.ema).eval(), learner.offset)
         version = self.registry.save(
-            learner.ema,
-            learner.vocab.to_list(),
+            net,
+            learner.vocab.to_list()[: net.config.n_items],
             metrics={"prequential": {"candidate": cand, "live": live}},
             parent=self.live_version,
-            extra={"trainer_offset": learner.offset, "online": True, "published_at": time.time()},
+            extra={"trainer_offset": offset, "online": True, "published_at": time.time()},
         )
         self.registry.promote(version)
-        self.parent_net, self.live_net = self.live_net, copy.deepcopy(learner.ema).eval()
+        self.parent_net, self.live_net = self.live_net, net
         self.live_version = version
         self._prune()
         return version
 
     def _prune(self) -> None:
+        """Delete the oldest online versions beyond `keep_versions`; live, rollback-history and offline
+        (`liverec train`) versions are never pruned."""
         keep = set(self.registry.history()) | {self.live_version}
-        online = [v for v in self.registry.list_versions() if v not in keep]
+        online = [v for v in self.registry.list_versions() if v not in keep and self._online(v)]
         for v in online[: max(0, len(online) - self.gate.keep_versions)]:
             self.registry.delete(v)
+
+    def _online(self, version: str) -> bool:
+        try:
+            return bool(self.registry.meta(version).get("online"))
+        except RegistryError:
+            return False
 
     def save_checkpoint(self) -> None:
         """Atomically persist weights, EMA, optimiser and the offset they include."""

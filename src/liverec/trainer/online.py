@@ -51,7 +51,7 @@ class OnlineConfig:
     unlikelihood: float = 0.5  # weight of the explicit-negative term
     item_ttl_s: float = 0.0  # 0 = items never expire
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # the other core serves requests; two threads fight the server for it
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -166,8 +166,19 @@ class OnlineLearner:
                 self.ema.set_text(idx, vecs)
 
     # -- learning -------------------------------------------------------------------------------
-    def fold(self, stored: Sequence[StoredEvent], train: bool = True) -> LearnStats:
-        """Fold events (in log order) into user sequences and, with ``train``, learn from them."""
+    def screen(self, stored: Sequence[StoredEvent]) -> list[bool]:
+        """The event filter's verdict on each event, in log order (True = may be learned from), for
+        a caller that needs it before `fold` (pass it on as ``admitted``: each event is checked once)."""
+        f = self.filter
+        if f is None:
+            return [True] * len(stored)
+        return [s.event.type is EventType.impression or f.check(s.event) is None for s in stored]
+
+    def fold(
+        self, stored: Sequence[StoredEvent], train: bool = True, admitted: Sequence[bool] | None = None
+    ) -> LearnStats:
+        """Fold events (in log order) into user sequences and, with ``train``, learn from them.
+        ``admitted``: the filter's verdicts from `screen` (else the filter runs here)."""
         stats = LearnStats()
         w = self.cfg.window
         fresh_in: list[np.ndarray] = []
@@ -176,13 +187,14 @@ class OnlineLearner:
         neg_tgt: list[int] = []
         new_ids: list[str] = []
         max_len = self.net.config.max_len
-        for s in stored:
+        for k, s in enumerate(stored):
             ev = s.event
             self.offset = max(self.offset, s.offset)
             if ev.type is EventType.impression:
                 continue
             stats.events += 1
-            if self.filter is not None and self.filter.check(ev) is not None:
+            ok = admitted[k] if admitted is not None else self.filter is None or self.filter.check(ev) is None
+            if not ok:
                 stats.held_back += 1
                 continue
             idx = self._index(ev.item_id, new_ids)

@@ -1,0 +1,252 @@
+"""`OnlineLearner` on the trained tiny SASRec: what becomes an example, replay, vocabulary growth
+with text, EMA, explicit negatives, stale items, rebuilding without training, checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from liverec.events.schema import Event, EventType, Item, StoredEvent
+from liverec.model.text import TextEncoder
+from liverec.trainer.online import OnlineLearner
+from liverec.trainer.replay import ReplayBuffer
+from model.conftest import NEW_TEXT, T0, same_weights
+
+from .conftest import (
+    ONLINE,
+    PAGE,
+    STREAM_T0,
+    Rig,
+    Trained,
+    click,
+    history,
+    stream,
+    weights,
+)
+
+
+def stored(events: Sequence[Event], first: int = 1) -> list[StoredEvent]:
+    return [StoredEvent(first + k, e) for k, e in enumerate(events)]
+
+
+def learner(trained: Trained, **cfg: Any) -> OnlineLearner:
+    return OnlineLearner(trained.fresh(), trained.vocab, replace(ONLINE, **cfg))
+
+
+def idx(lrn: OnlineLearner, item: str) -> int:
+    row = lrn.vocab.row(item)
+    assert row is not None
+    return row + 1
+
+
+def test_each_positive_event_becomes_one_example_of_the_sequence_before_it(trained: Trained) -> None:
+    """Input = the user's positives before the event (left-padded window), target = its item;
+    impressions and skips add nothing to the sequence; a user's first positive has no example.
+    Training and rebuilding (``train=False``) produce the same examples, in log order."""
+    evs = [
+        click("u", "space-0", 10.0),
+        click("v", "cooking-0", 11.0),
+        click("u", "space-1", 12.0),
+        click("u", "football-0", 13.0, EventType.impression),
+        click("u", "space-5", 14.0, EventType.skip),
+        click("v", "cooking-1", 15.0, EventType.purchase),
+        click("u", "space-2", 16.0),
+        click("u", "space-3", 17.0, EventType.like),
+    ]
+    for train in (True, False):
+        lrn = learner(trained, window=4)
+        stats = lrn.fold(stored(evs), train=train)
+        assert (stats.events, stats.positives, stats.negatives) == (7, 6, 1)
+        i = {item: idx(lrn, item) for item in ("space-0", "space-1", "space-2", "space-3")}
+        j = {item: idx(lrn, item) for item in ("cooking-0", "cooking-1")}
+        expected = [  # (items before, target), in log order
+            ([0, 0, 0, i["space-0"]], i["space-1"]),
+            ([0, 0, 0, j["cooking-0"]], j["cooking-1"]),
+            ([0, 0, i["space-0"], i["space-1"]], i["space-2"]),
+            ([0, i["space-0"], i["space-1"], i["space-2"]], i["space-3"]),
+        ]
+        n = len(lrn.replay)
+        assert n == len(expected)
+        assert lrn.replay.inputs[:n, 0].tolist() == [e[0] for e in expected]
+        assert lrn.replay.targets[:n].tolist() == [e[1] for e in expected]
+        assert lrn.examples == (len(expected) if train else 0)
+        assert lrn.offset == len(evs)
+        assert list(lrn.users["u"].items) == [i[k] for k in ("space-0", "space-1", "space-2", "space-3")]
+
+
+def test_replay_is_bounded_and_recency_weighted() -> None:
+    """The buffer keeps only the newest `capacity` examples and samples them with a weight that
+    halves every `half_life` examples of age."""
+    buf = ReplayBuffer(capacity=200, shape=(1,), half_life=50.0, seed=1)
+    for start in range(0, 1_000, 100):  # targets = arrival numbers
+        serial = np.arange(start, start + 100, dtype=np.int32)
+        buf.add(serial[:, None], serial)
+    assert len(buf) == 200
+    assert sorted(buf.targets.tolist()) == list(range(800, 1_000))
+    _, got = buf.sample(40_000)
+    assert got.min() >= 800
+    age = 999 - got
+    # P(age < 50) = (1 - 2^-1) / (1 - 2^-4) = 0.533; P(age >= 150) = (2^-3 - 2^-4) / (1 - 2^-4) = 0.067
+    assert abs(float(np.mean(age < 50)) - 0.5 / 0.9375) < 0.02
+    assert abs(float(np.mean(age >= 150)) - 0.0625 / 0.9375) < 0.015
+
+
+def test_the_learners_replay_stays_within_capacity(trained: Trained) -> None:
+    """However long the stream, the learner's replay holds `replay_capacity` examples at most."""
+    lrn = learner(trained, replay_capacity=500)
+    lrn.fold(stored(history()), train=False)
+    lrn.fold(stored(stream(4), first=10_000))
+    assert len(lrn.replay) == 500 and lrn.replay.added > 500
+
+
+def test_a_new_item_gets_a_text_initialised_row_in_both_nets_and_in_adams_state(
+    trained: Trained, encoder: TextEncoder
+) -> None:
+    """On first sight a new item gets an embedding row (id part zero, text from ``text_fn``) in the
+    raw and the EMA net; Adam's moments grow with zero rows and keep the old ones; training then
+    moves the new row like any other."""
+
+    def text_fn(ids: list[str]) -> dict[str, np.ndarray]:
+        return {i: encoder.encode([NEW_TEXT[i]])[0] for i in ids if i in NEW_TEXT}
+
+    lrn = OnlineLearner(trained.fresh(), trained.vocab, replace(ONLINE), text_fn=text_fn)
+    lrn.fold(stored(history()), train=False)
+    lrn.fold(stored(stream(1), first=5_000))  # some steps: Adam has state for every row
+    emb = lrn.net.id_emb.weight
+    old_state = {k: v.clone() for k, v in lrn.opt.state[emb].items() if k != "step"}
+    n_old = lrn.net.config.n_items
+
+    newcomers = [click(f"u{u}", "new-space", STREAM_T0 + 500 + u) for u in range(0, 60, 3)]
+    lrn.fold(stored(newcomers, first=6_000), train=False)
+    row = idx(lrn, "new-space")
+    assert row == n_old + 1 and len(lrn.vocab) == n_old + 1
+    for net in (lrn.net, lrn.ema):
+        assert net.config.n_items == n_old + 1 and net.id_emb.weight.shape[0] == n_old + 2
+        assert torch.allclose(net.text_emb[row], torch.from_numpy(text_fn(["new-space"])["new-space"]))
+        assert torch.count_nonzero(net.id_emb.weight[row]) == 0
+    emb = lrn.net.id_emb.weight
+    state = lrn.opt.state[emb]
+    for key, before in old_state.items():
+        assert state[key].shape == (n_old + 2, before.shape[1])
+        assert torch.equal(state[key][: n_old + 1], before)
+        assert torch.count_nonzero(state[key][row]) == 0
+
+    more = [click(f"u{u}", "new-space", STREAM_T0 + 900 + u) for u in range(1, 60, 3)]
+    lrn.fold(stored(more, first=7_000))  # trains with the grown table: the new row is a target
+    assert torch.count_nonzero(lrn.net.id_emb.weight[row]) > 0
+    assert torch.count_nonzero(lrn.opt.state[lrn.net.id_emb.weight]["exp_avg"][row]) > 0
+
+
+def test_the_ema_lags_the_raw_weights(trained: Trained) -> None:
+    """After each step EMA = decay * EMA + (1 - decay) * raw: it moves, but less than the raw net."""
+    lrn = learner(trained, batch_size=4_000)  # one step for the whole fold
+    lrn.fold(stored(history()), train=False)
+    start, ema0 = weights(lrn.net), weights(lrn.ema)
+    lrn.fold(stored(stream(1), first=5_000))
+    assert lrn.steps == 1
+    raw, ema, d = weights(lrn.net), weights(lrn.ema), lrn.cfg.ema_decay
+    for k in ema:
+        assert torch.allclose(ema[k], d * ema0[k] + (1 - d) * raw[k], atol=1e-6), k
+    lrn.fold(stored(stream(3)[300:], first=6_000))
+
+    def dist(a: dict[str, torch.Tensor]) -> float:
+        return sum(float((a[k] - start[k]).norm()) for k in start if k != "text_emb")
+
+    assert 0 < dist(weights(lrn.ema)) < dist(weights(lrn.net)) / 3
+
+
+@pytest.mark.parametrize("kind", [EventType.dislike, EventType.skip])
+def test_an_explicit_negative_lowers_the_items_score(trained: Trained, kind: EventType) -> None:
+    """The same stream with and without one user's dislike (skip) of the item the model ranks
+    first for them: with it, that item scores lower for them afterwards (unlikelihood). With the
+    unlikelihood weight at 0 the negative changes nothing."""
+    user = "u0"
+    seq = [e for e in history() if e.user_id == user]
+    positives = stored([e for e in stream(1) if e.user_id != user], first=5_000)
+
+    def after(with_negative: bool, weight: float) -> tuple[float, str]:
+        lrn = learner(trained, unlikelihood=weight, batch_size=4_000)
+        lrn.fold(stored(history()), train=False)
+        window = lrn.window_of(user, lrn.cfg.window)[None]
+        scores = lrn.scores(lrn.net, window)[0]
+        scores[[0, *lrn.seen_of(user)]] = -np.inf
+        top = lrn.vocab.ids[int(np.argmax(scores)) - 1]
+        page = list(positives)
+        if with_negative:
+            page.insert(0, StoredEvent(4_999, click(user, top, seq[-1].timestamp + 1, kind)))
+        lrn.fold(page)
+        return float(lrn.scores(lrn.net, window)[0, idx(lrn, top)]), top
+
+    with_neg, top = after(True, ONLINE.unlikelihood)
+    without, top2 = after(False, ONLINE.unlikelihood)
+    assert top == top2
+    assert with_neg < without - 0.05
+    assert after(True, 0.0)[0] == after(False, 0.0)[0]
+
+
+def test_items_unseen_for_item_ttl_s_are_not_trained_as_candidates(trained: Trained) -> None:
+    """With `item_ttl_s`, items nobody touched for that long leave the softmax: training on fresh
+    events does not move their id embeddings at all (without a TTL it does)."""
+    genres_seen = [e for e in stream(2) if int(e.user_id[1:]) % 3 != 2]  # space and cooking users only
+    stale = [i for i in trained.vocab if i.startswith("football")]
+
+    def football_moved(ttl: float) -> bool:
+        lrn = learner(trained, item_ttl_s=ttl, replay_ratio=0.0)
+        lrn.fold(stored(history()), train=False)  # football last seen at T0 + a few seconds
+        rows = [idx(lrn, i) for i in stale]
+        before = lrn.net.id_emb.weight[rows].detach().clone()
+        lrn.fold(stored(genres_seen, first=5_000))  # an hour later
+        assert lrn.steps > 0
+        return not torch.equal(lrn.net.id_emb.weight[rows], before)
+
+    assert STREAM_T0 - T0 > 600.0
+    assert not football_moved(600.0)
+    assert football_moved(0.0)
+
+
+def test_fold_without_training_builds_state_but_leaves_weights_alone(trained: Trained) -> None:
+    """``fold(train=False)`` (the rebuild on start) builds sequences, replay and the offset, and
+    leaves the weights, the EMA and the optimiser untouched."""
+    lrn = learner(trained)
+    net0, ema0 = weights(lrn.net), weights(lrn.ema)
+    events = stored(history())
+    stats = lrn.fold(events, train=False)
+    assert stats.steps == 0 and lrn.steps == 0 and lrn.examples == 0 and not lrn.opt.state
+    assert same_weights(weights(lrn.net), net0) and same_weights(weights(lrn.ema), ema0)
+    assert lrn.offset == len(events) and len(lrn.users) == 300
+    assert len(lrn.replay) == sum(len(t.items) - 1 for t in lrn.users.values())
+
+
+def test_a_checkpoint_resumes_with_the_same_weights_offset_and_state(rig: Rig) -> None:
+    """`Follower.save_checkpoint` then a new `Follower.start` (as after a restart): same raw and
+    EMA weights, optimiser state, counters, offset, vocabulary (with an item learned online) and
+    user sequences; the resumed learner goes on learning."""
+    rig.store.upsert_items([Item(item_id="new-space", title=NEW_TEXT["new-space"])])
+    events = stream(3)
+    events += [click(f"u{u}", "new-space", STREAM_T0 + 500 + u) for u in range(0, 60, 3)]
+    rig.append(events)
+    first = rig.follower()
+    first.run(follow=False, page=PAGE)
+    a = first.learner
+    assert a is not None and a.offset == rig.store.last_offset() and "new-space" in a.vocab
+    first.save_checkpoint()
+
+    second = rig.follower()
+    b = second.start()
+    assert b.offset == a.offset and (b.steps, b.examples) == (a.steps, a.examples) > (0, 0)
+    assert b.vocab.to_list() == a.vocab.to_list()
+    assert same_weights(weights(b.net), weights(a.net)) and same_weights(weights(b.ema), weights(a.ema))
+    sa, sb = a.opt.state_dict(), b.opt.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for k, st in sa["state"].items():
+        assert all(torch.equal(st[key], sb["state"][k][key]) for key in st)
+    assert {u: list(t.items) for u, t in a.users.items()} == {u: list(t.items) for u, t in b.users.items()}
+
+    rig.append(stream(4)[900:])
+    second.run(follow=False, page=PAGE)
+    assert b.offset == rig.store.last_offset() and b.examples > a.examples
