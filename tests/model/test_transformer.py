@@ -303,3 +303,25 @@ def test_event_types_are_trained_offline_and_read_when_serving() -> None:
         for kind, step in ((click, 1), (purchase, 2)):
             user = UserState(deque([x]), deque([0.0]), deque([kind]))
             assert int(np.argmax(served.score(user, n))) == (x + step) % n, (x, kind)
+
+
+def test_compiled_encoder_matches_eager_and_survives_growth() -> None:
+    """`compile_encoder` (used by the online learner) computes what the eager model computes, keeps
+    doing so after the catalog grows, and copies of the model are plain eager modules."""
+    import copy
+
+    torch.manual_seed(0)
+    net = tiny(n_items=12, text_dim=0, n_layers=1, dropout=0.0).eval()
+    seq = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 5]])
+    with torch.no_grad():
+        eager = net.forward(seq)
+    net.compile_encoder()
+    with torch.no_grad():
+        assert torch.allclose(net.forward(seq), eager, atol=1e-5)
+        net.grow(3)
+        grown = torch.tensor([[0, 13, 14, 15], [1, 2, 3, 5]])
+        compiled = net.forward(grown)
+    clone = copy.deepcopy(net)
+    assert clone._compiled is None and net._compiled is not None
+    with torch.no_grad():
+        assert torch.allclose(clone.forward(grown), compiled, atol=1e-5)

@@ -11,7 +11,9 @@ Reads bottom-up: attention and blocks, then the config, then the model. Conventi
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -96,6 +98,7 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList([Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
+        self._compiled: Callable[[Tensor, Tensor], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
 
     @staticmethod
@@ -163,12 +166,34 @@ class SASRec(nn.Module):
             x = x + self.gap_emb(gaps.clamp(0, N_TIME_GAP_BUCKETS - 1))
         real = seq != 0  # (B, T)
         x = self.drop(x) * real.unsqueeze(-1)
-        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()
-        mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=seq.device)
+        return (self._compiled or self.encode)(x, real)
+
+    def encode(self, x: Tensor, real: Tensor) -> Tensor:
+        """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding -> (B, T, D).
+        Its shapes never depend on the catalog, so `compile_encoder` can compile it once."""
+        T = x.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=x.device)
         mask = mask.unsqueeze(1)  # (B, 1, T, T); a position always sees itself (no empty rows)
         for block in self.blocks:
             x = block(x, mask)
         return self.ln_f(x)
+
+    def compile_encoder(self) -> None:
+        """Compile `encode` with torch.compile (dynamic batch and length): ~2.5x faster training
+        steps on CPU after a one-off compile of tens of seconds. The item table stays eager, so a
+        growing catalog never triggers recompilation."""
+        self._compiled = torch.compile(self.encode, dynamic=True)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SASRec:
+        """Copies are eager (a compiled function is tied to the module it was compiled for)."""
+        compiled, self._compiled = self._compiled, None
+        try:
+            clone = copy.copy(self)
+            clone.__dict__ = copy.deepcopy(self.__dict__, memo)
+        finally:
+            self._compiled = compiled
+        return clone
 
     def loss(
         self,

@@ -50,6 +50,7 @@ class OnlineConfig:
     ema_decay: float = 0.98  # per step
     unlikelihood: float = 0.5  # weight of the explicit-negative term
     item_ttl_s: float = 0.0  # 0 = items never expire
+    compile: bool = False  # torch.compile the encoder: ~2.5x faster steps after ~40 s of warm-up
     seed: int = 0
     threads: int = 1  # the other core serves requests; two threads fight the server for it
 
@@ -116,6 +117,8 @@ class OnlineLearner:
         torch.set_num_threads(c.threads)
         self.net = net
         self.ema = copy.deepcopy(net).eval()
+        if c.compile:
+            net.compile_encoder()
         self.vocab = Vocab.from_list(list(vocab))
         self.reward = Rewards(rewards)
         self.text_fn = text_fn
