@@ -35,6 +35,7 @@ class TrainConfig:
     threads: int = 2
     max_seconds: float = 0.0  # 0 = no time budget
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
+    compile: bool = False  # torch.compile the encoder (faster epochs after a one-off compile)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -185,6 +186,8 @@ def train(
         log_q = torch.from_numpy(np.log(counts / counts.sum())).float()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if cfg.compile:
+        model.compile_encoder()
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, float]] | None = None
     history: list[EpochLog] = []
     stale = 0
@@ -226,6 +229,7 @@ def train(
             break
     if best is not None:
         model.load_state_dict(best[2])
+    model._compiled = None  # hand back a plain eager module (picklable, copyable, servable)
     model.eval()
     return TrainResult(
         best_epoch=best[1] if best else 0,
