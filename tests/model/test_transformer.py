@@ -55,9 +55,10 @@ def test_output_shapes_and_dtypes() -> None:
         net.loss(seq, targets)
 
 
-def test_changing_a_later_item_never_changes_earlier_hidden_states() -> None:
+@pytest.mark.parametrize("block", ["prenorm", "gated"])
+def test_changing_a_later_item_never_changes_earlier_hidden_states(block: str) -> None:
     """Causality: position t's hidden state depends only on items, types and gaps at <= t."""
-    net = tiny(event_types=True, time_gaps=True, dropout=0.2)
+    net = tiny(event_types=True, time_gaps=True, dropout=0.2, block=block)
     gen = torch.Generator().manual_seed(1)
     seq = torch.randint(1, 13, (3, 10), generator=gen)
     types = torch.randint(1, 3, (3, 10), generator=gen)
@@ -158,11 +159,12 @@ def full_ce(net: SASRec, inp: torch.Tensor, tgt: torch.Tensor) -> float:
         return float(F.cross_entropy(logits.reshape(-1, N_CYCLE), (tgt - 1).reshape(-1)))
 
 
-@pytest.mark.parametrize("loss", ["full", "sampled"])
-def test_both_losses_learn_a_deterministic_successor_pattern(loss: str) -> None:
+@pytest.mark.parametrize(("loss", "block"), [("full", "prenorm"), ("sampled", "prenorm"), ("full", "gated")])
+def test_both_losses_learn_a_deterministic_successor_pattern(loss: str, block: str) -> None:
     """Trained on 'i is followed by i + 1', the full softmax and the logQ-corrected sampled softmax
-    (5 negatives out of 12) both drive the true cross-entropy down and then predict i + 1."""
-    net = tiny(text_dim=0, n_layers=1, d_model=16, dropout=0.0, loss=loss, n_negatives=5)
+    (5 negatives out of 12), with either block type, drive the true cross-entropy down and then
+    predict i + 1."""
+    net = tiny(text_dim=0, n_layers=1, d_model=16, dropout=0.0, loss=loss, n_negatives=5, block=block)
     inp, tgt = cycle_batch()
     log_q = torch.full((N_CYCLE + 1,), float(np.log(1 / N_CYCLE)))
     start = full_ce(net, inp, tgt)

@@ -64,6 +64,41 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class SwiGLU(nn.Module):
+    """Gated feed-forward: W3 (silu(W1 x) * W2 x)."""
+
+    def __init__(self, d_model: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, hidden, bias=False)
+        self.w2 = nn.Linear(d_model, hidden, bias=False)
+        self.w3 = nn.Linear(hidden, d_model, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.w3(F.silu(self.w1(x)) * self.w2(x)))
+
+
+class GatedBlock(nn.Module):
+    """Pre-LayerNorm block whose residual branches are scaled by sigmoid gates computed from the
+    residual stream, with a SwiGLU feed-forward (the LiGR layer that eSASRec builds on)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.gate1 = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = SwiGLU(d_model, 4 * d_model, dropout)
+        self.gate2 = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + torch.sigmoid(self.gate1(x)) * self.attn(self.ln1(x), mask)
+        return x + torch.sigmoid(self.gate2(x)) * self.mlp(self.ln2(x))
+
+
+BLOCKS: dict[str, type[Block] | type[GatedBlock]] = {"prenorm": Block, "gated": GatedBlock}
+
+
 @dataclass
 class TransformerConfig:
     n_items: int  # catalog size (without the padding row); grows with `SASRec.grow`
@@ -76,6 +111,7 @@ class TransformerConfig:
     id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
     event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
     time_gaps: bool = False  # add an embedding of the time since the previous interaction
+    block: str = "prenorm"  # "prenorm": standard pre-LN block; "gated": LiGR-style gated residuals + SwiGLU
     loss: str = "full"  # "full": softmax over the catalog; "sampled": shared negatives with logQ correction
     n_negatives: int = 1024  # sampled loss only
 
@@ -96,7 +132,10 @@ class SASRec(nn.Module):
         self.type_emb = nn.Embedding(N_EVENT_TYPES + 1, c.d_model, padding_idx=0) if c.event_types else None
         self.gap_emb = nn.Embedding(N_TIME_GAP_BUCKETS, c.d_model) if c.time_gaps else None
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList([Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
+        if c.block not in BLOCKS:
+            raise ValueError(f"unknown block {c.block!r}; choose one of {', '.join(BLOCKS)}")
+        block = BLOCKS[c.block]
+        self.blocks = nn.ModuleList([block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
         self._compiled: Callable[[Tensor, Tensor], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
