@@ -8,6 +8,7 @@ each epoch so every part of them is trained on, not only the newest `max_len` it
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +37,8 @@ class TrainConfig:
     max_seconds: float = 0.0  # 0 = no time budget
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
     compile: bool = False  # torch.compile the encoder (faster epochs after a one-off compile)
+    schedule: str = "constant"  # "cosine": linear warmup, then cosine decay to 0 over `epochs`
+    warmup_epochs: int = 3
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -77,6 +80,16 @@ class WeightAverage:
             p_avg.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
         for b_avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_avg.copy_(b)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """Multiplier of the base learning rate in ``epoch`` (1-based)."""
+    if cfg.schedule == "constant":
+        return 1.0
+    if epoch <= cfg.warmup_epochs:
+        return epoch / (cfg.warmup_epochs + 1)
+    span = max(1, cfg.epochs - cfg.warmup_epochs)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - cfg.warmup_epochs - 1) / span))
 
 
 def seed_everything(seed: int) -> None:
@@ -192,8 +205,12 @@ def train(
     history: list[EpochLog] = []
     stale = 0
     t_start = time.perf_counter()
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use constant or cosine")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, epoch)
         t0 = time.perf_counter()
         total, count = 0.0, 0
         for (inp, gaps, types), tgt in training_batches(
