@@ -111,6 +111,8 @@ class TransformerConfig:
     id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
     event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
     time_gaps: bool = False  # add an embedding of the time since the previous interaction
+    future: int = 1  # train each position on the next `future` items (1 = next-item prediction)
+    future_decay: float = 0.5  # weight of the k-th next item: future_decay ** (k - 1)
     block: str = "prenorm"  # "prenorm": standard pre-LN block; "gated": LiGR-style gated residuals + SwiGLU
     loss: str = "full"  # "full": softmax over the catalog; "sampled": shared negatives with logQ correction
     n_negatives: int = 1024  # sampled loss only
@@ -243,24 +245,30 @@ class SASRec(nn.Module):
         exclude: Tensor | None = None,
         log_q: Tensor | None = None,
     ) -> Tensor:
-        """Next-item cross-entropy at every position. ``targets`` (B, T) int64, 0 = no target;
-        ``exclude`` (N+1,) bool: items never scored (held out); ``log_q`` (N+1,) float32 log
-        sampling probabilities, needed by the sampled loss."""
+        """Next-item cross-entropy at every position. ``targets`` (B, T) int64 next items, or
+        (B, T, K) the next K items (see `TransformerConfig.future`), 0 = no target; ``exclude``
+        (N+1,) bool: items never scored (held out); ``log_q`` (N+1,) float32 log sampling
+        probabilities, needed by the sampled loss."""
         c = self.config
         hide = None
         if self.training and c.id_dropout > 0:
             hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout
         table = self.item_table(hide)  # (N+1, D)
         h = self.forward(seq, types, gaps, table)  # (B, T, D)
-        keep = targets != 0
-        h, y = h[keep], targets[keep]  # (P, D), (P,)
-        if c.loss == "full":
-            logits = h @ table.T  # (P, N+1)
-            logits[:, 0] = -torch.inf
-            if exclude is not None:
-                logits[:, exclude] = -torch.inf
-            return F.cross_entropy(logits, y)
-        return self._sampled_loss(h, y, table, exclude, log_q)
+        if targets.dim() == 2:
+            targets = targets.unsqueeze(-1)  # (B, T, 1)
+        keep = targets[..., 0] != 0
+        h, y = h[keep], targets[keep]  # (P, D), (P, K)
+        if c.loss == "sampled":
+            return self._sampled_loss(h, y[:, 0], table, exclude, log_q)
+        logp = (h @ table.T).index_fill(1, torch.tensor([0]), -torch.inf)  # (P, N+1)
+        if exclude is not None:
+            logp = logp.masked_fill(exclude, -torch.inf)
+        logp = F.log_softmax(logp, dim=1)
+        # the next item weighs 1, the k-th next future_decay^(k-1); absent (0) targets weigh 0
+        weights = c.future_decay ** torch.arange(y.shape[1], dtype=logp.dtype) * (y != 0)
+        nll = torch.where(y != 0, -logp.gather(1, y), 0.0) * weights  # (P, K)
+        return nll.sum() / weights.sum()
 
     def _sampled_loss(
         self, h: Tensor, y: Tensor, table: Tensor, exclude: Tensor | None, log_q: Tensor | None

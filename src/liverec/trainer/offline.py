@@ -147,7 +147,24 @@ def training_batches(
     for b in batches:
         ws = [windows[i] for i in b]
         inputs = model_inputs([_window(w, 0, len(w) - 1) for w in ws], config)
-        out.append((inputs, left_pad([np.asarray(w)[1:] for w in ws])))
+        out.append((inputs, future_targets([np.asarray(w) for w in ws], config.future)))
+    return out
+
+
+def future_targets(windows: list[np.ndarray], k: int) -> torch.Tensor:
+    """(B, T) next items of each window position, or (B, T, k) the next k (0 where the window ends),
+    aligned with the left-padded inputs `window[:-1]`."""
+    nxt = left_pad([w[1:] for w in windows])  # (B, T) model indices
+    if k == 1:
+        return nxt
+    t = nxt.shape[1]
+    out = torch.zeros(len(windows), t, k, dtype=torch.int64)
+    for b, w in enumerate(windows):
+        n = len(w) - 1  # real positions; they sit at the right end
+        idx = np.asarray(w, dtype=np.int64) + 1
+        for j in range(k):
+            m = max(0, n - j)
+            out[b, t - n : t - n + m, j] = torch.from_numpy(idx[1 + j : 1 + j + m])
     return out
 
 
