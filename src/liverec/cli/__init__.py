@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from liverec.cli import data, demo, evaluate, learn, models, serve, train  # noqa: F401  (registers commands)
+from liverec.cli import (  # noqa: F401  (registers commands)
+    data,
+    demo,
+    evaluate,
+    learn,
+    models,
+    serve,
+    simulate,
+    train,
+)
 from liverec.cli.common import app
 
 __all__ = ["app"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,21 +13,25 @@ from rich.table import Table
 
 from liverec.cli.common import app, console, fail
 from liverec.sim.demo import DEFAULT_DATA_DIR, DemoError, DemoStatus, DemoSummary, run_demo
+from liverec.sim.demo_stats import model_label
 
 
 @app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="seconds of simulated traffic", min=1)] = 60.0,
     port: Annotated[int, typer.Option(help="server port (0 = a free one)", min=0, max=65535)] = 0,
-    users: Annotated[int, typer.Option(help="simulated users (a third are the random control)")] = 1000,
-    items: Annotated[int, typer.Option(help="catalog size")] = 1000,
+    users: Annotated[int, typer.Option(help="simulated users (a third are the random control)")] = 300,
+    items: Annotated[int, typer.Option(help="catalog size")] = 500,
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
     data_dir: Annotated[Path, typer.Option(help="store and plot go here; wiped at start")] = DEFAULT_DATA_DIR,
     workers: Annotated[int, typer.Option(help="concurrent simulated clients", min=1)] = 4,
     drift: Annotated[float, typer.Option(help="taste rotation per visit, radians", min=0)] = 0.0,
     arrival_rate: Annotated[float, typer.Option(help="new items per visit, on average", min=0)] = 0.0,
+    policy: Annotated[str, typer.Option(help="exploration policy once the Transformer serves")] = "thompson",
+    train_epochs: Annotated[int, typer.Option(help="epochs of the initial `liverec train`", min=1)] = 8,
 ) -> None:
-    """Run `liverec serve` against a simulated world and compare it to a random control cohort."""
+    """Run the whole product against simulated users and compare it to a random control cohort:
+    popularity warm-up, `liverec train` on its log, then `liverec serve --learn` with exploration."""
     with Progress(
         TextColumn("[bold]simulating"),
         BarColumn(),
@@ -40,7 +45,7 @@ def demo(
 
         def show(s: DemoStatus) -> None:
             line = (
-                f"{s.steps:,} visits  {s.events_posted:,} events posted  "
+                f"[{s.phase}] {s.steps:,} visits  {s.events_posted:,} events  {s.model or '-'}  "
                 f"CTR liverec {s.liverec_ctr:.3f} vs random {s.random_ctr:.3f}"
                 + (f"  [red]{s.errors} errors[/]" if s.errors else "")
             )
@@ -60,22 +65,29 @@ def demo(
                 workers=workers,
                 drift=drift,
                 arrival_rate=arrival_rate,
+                policy=policy,
+                train_epochs=train_epochs,
                 on_status=show,
             )
-        except (DemoError, ValueError) as exc:
+        except (DemoError, ValueError, OSError, httpx.HTTPError) as exc:
             fail(str(exc), code=1)
             return
     print_summary(summary, Console())
 
 
 def print_summary(s: DemoSummary, out: Console) -> None:
-    """The run as tables: throughput and latency, then click-through per window."""
+    """The run as tables: phases, throughput and latency, then click-through and models per window."""
     total = s.total
     head = Table(title="liverec demo", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column()
     head.add_row("duration", f"{s.duration_s:.1f} s")
     head.add_row("world", f"{s.users} users ({s.control_users} random control), {s.items} items")
+    head.add_row(
+        "  setup", f"catalog text encoded into the store's cache in {s.setup_s:.1f} s (before traffic)"
+    )
+    for p in s.phases:
+        head.add_row(f"  {p.name}", f"{p.start_s:5.1f}-{p.end_s:5.1f} s  {p.detail}")
     head.add_row("visits", f"{s.steps:,}")
     head.add_row(
         "events ingested", f"{s.total_events:,} ({s.events_per_s:,.0f} events/s, impressions included)"
@@ -86,23 +98,29 @@ def print_summary(s: DemoSummary, out: Console) -> None:
         f"liverec {total.liverec_ctr:.3f}, random {total.random_ctr:.3f}, lift {total.lift:+.0%}  "
         f"(oracle {s.oracle_ctr:.3f})",
     )
+    trained = f"{s.initial_model} (val ndcg@10 {s.initial_val_ndcg:.3f})" if s.initial_model else "none"
+    head.add_row("initial model", trained)
+    head.add_row(
+        "online updates", f"{s.online_versions} versions published; live at the end: {s.live_version or '-'}"
+    )
     head.add_row("HTTP errors", str(s.errors))
     head.add_row("store", str(s.store_path))
     if s.plot_path:
         head.add_row("plot", str(s.plot_path))
+    head.add_row("summary", str(s.data_dir / "summary.json"))
     out.print(head)
 
     ctr = Table(title="click-through per window", title_justify="left")
-    for col in ("window", "liverec CTR", "random CTR", "overall CTR", "lift", "impressions (liverec/random)"):
-        ctr.add_column(col, justify="right")
+    for col in ("window", "liverec CTR", "random CTR", "lift", "impressions (liverec/random)", "model"):
+        ctr.add_column(col, justify="left" if col == "model" else "right")
     for w in [*s.windows, total]:
         label = "all" if w is total else f"{w.start_s:.0f}-{w.end_s:.0f} s"
         ctr.add_row(
             label,
             f"{w.liverec_ctr:.3f}",
             f"{w.random_ctr:.3f}",
-            f"{w.overall_ctr:.3f}",
             f"{w.lift:+.0%}",
             f"{w.liverec_impressions:,} / {w.random_impressions:,}",
+            model_label(w.models),
         )
     out.print(ctr)

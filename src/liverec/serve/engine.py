@@ -77,9 +77,10 @@ class Engine:
         self.started = False
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, progress: Progress | None = None, models: bool = True) -> Engine:
+    def start(self, progress: Progress | None = None, models: bool = True, background: bool = True) -> Engine:
         """Load the catalog, rebuild live state and online statistics from the whole log, then (with
-        ``models``) serve the registry's live model and follow promotions."""
+        ``models``) serve the registry's live model and follow promotions. ``background=False``: no
+        watcher threads; the caller drives ``manager.reload()``/``encode_pending()`` (simulations)."""
         t0 = time.perf_counter()
         limit_threads(self.settings.server.compute_threads)
         with self._lock:
@@ -100,7 +101,7 @@ class Engine:
                 on_swap=self._swap,
                 poll_s=self.settings.server.reload_poll_s,
             )
-            self.manager.start()
+            self.manager.start(background)
         log.info(
             "rebuilt state from %d events (%d users, %d items) in %.1fs",
             self.state.events_applied,

@@ -52,9 +52,15 @@ class ModelManager:
         self._load_lock = threading.Lock()
 
     # -- life cycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load the live version (if any) now, then watch for promotions and encode text."""
+    def start(self, background: bool = True) -> None:
+        """Load the live version (if any) now, then watch for promotions and encode text.
+
+        ``background=False`` starts no threads: the caller calls `reload` and `encode_pending`
+        itself, so a simulation sees every swap and every new item's text at a fixed point.
+        """
         self.reload()
+        if not background:
+            return
         for target, name in ((self._watch, "liverec-model-watch"), (self._encode_loop, "liverec-text")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -132,6 +138,22 @@ class ModelManager:
                 log.exception("encoding item text failed")
             finally:
                 self._text_queue.task_done()
+
+    def encode_pending(self) -> int:
+        """Encode queued items' text now, on the caller's thread (without background threads, nothing
+        else does); returns how many rows were queued."""
+        rows: set[int] = set()
+        while True:
+            try:
+                batch = self._text_queue.get_nowait()
+            except queue.Empty:
+                break
+            if batch is not None:
+                rows.update(batch)
+            self._text_queue.task_done()
+        if rows and self.current is not None:
+            self.current.set_text(self._texts(sorted(rows)))
+        return len(rows)
 
     def wait_for_text(self) -> None:
         """Block until every queued item has been encoded (tests, demos)."""
