@@ -11,6 +11,7 @@ import pytest
 from liverec.events.rewards import Rewards, is_positive, reward
 from liverec.events.schema import Event, EventType, StoredEvent
 from liverec.events.state import Interaction, LiveState, UserState
+from liverec.model.features import EVENT_TYPE_IDS
 from liverec.model.popularity import DecayedCounts, PopularityCooc
 from liverec.settings import PopularitySettings, RewardWeights
 from liverec.store.catalog import Catalog
@@ -71,6 +72,21 @@ def test_live_state_bounds_sequences_and_remembers_everything_seen() -> None:
     assert [catalog.ids[i.row] for i in out] == items
     assert all(i.positive and i.reward == 1.0 for i in out)
     assert st.last_offset == state.last_offset == 6
+
+
+def test_one_engagement_is_one_position_with_its_deepest_type() -> None:
+    """click, add_to_cart, purchase of one item in a row: one position; clicking it again after
+    another item is a new position."""
+    catalog = Catalog()
+    state = LiveState(catalog, RewardWeights())
+    evs = [ev("u", "a", "click", ts=T0), ev("u", "a", "add_to_cart", ts=T0 + 1)]
+    evs += [ev("u", "a", "purchase", ts=T0 + 2), ev("u", "b", ts=T0 + 3), ev("u", "a", ts=T0 + 4)]
+    state.apply(stored(*evs))
+    st = state.get("u")
+    assert st is not None
+    assert [catalog.ids[r] for r in st.items] == ["a", "b", "a"]
+    assert list(st.times) == [T0, T0 + 3, T0 + 4]
+    assert list(st.types) == [EVENT_TYPE_IDS[EventType.purchase], *[EVENT_TYPE_IDS[EventType.click]] * 2]
 
 
 def test_live_state_negatives_are_seen_but_not_in_the_sequence() -> None:

@@ -15,6 +15,7 @@ from liverec.evaluate.offline import test_metrics as refit_and_test
 from liverec.evaluate.offline import tune
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.schema import Event, EventType, Item
+from liverec.model.features import EVENT_TYPE_IDS
 from liverec.model.vocab import Vocab
 
 
@@ -124,6 +125,11 @@ def test_sequences_from_events_keep_positives_in_time_order() -> None:
     assert seqs.times[1].tolist() == [t + 1, t + 2]
     assert seqs.texts == {"y": "Why", "x": "Ex. letter"}
     assert sequences_from_events(events, items, min_len=2).users == ["a"]
+    # click then purchase of x, right after each other: one position, typed as the purchase
+    again = [*events, Event(user_id="a", item_id="x", type=EventType.purchase, timestamp=t + 5)]
+    seqs = sequences_from_events(again, items)
+    assert seqs.items[1].tolist() == [2, 1]
+    assert seqs.types is not None and seqs.types[1].tolist()[-1] == EVENT_TYPE_IDS[EventType.purchase]
 
 
 # -- baselines -------------------------------------------------------------------------------------

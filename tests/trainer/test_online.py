@@ -79,6 +79,24 @@ def test_each_positive_event_becomes_one_example_of_the_sequence_before_it(train
         assert list(lrn.users["u"].items) == [i[k] for k in ("space-0", "space-1", "space-2", "space-3")]
 
 
+def test_a_repeated_engagement_is_no_example(trained: Trained) -> None:
+    """click then purchase of the same item: one position, and no example whose target is the
+    item just engaged with (serving excludes it, so learning it would waste capacity)."""
+    evs = [
+        click("u", "space-0", 10.0),
+        click("u", "space-1", 11.0),
+        click("u", "space-1", 12.0, EventType.add_to_cart),
+        click("u", "space-1", 13.0, EventType.purchase),
+        click("u", "space-2", 14.0),
+    ]
+    lrn = learner(trained, window=4)
+    stats = lrn.fold(stored(evs), train=False)
+    assert stats.positives == 5
+    i = {item: idx(lrn, item) for item in ("space-0", "space-1", "space-2")}
+    assert list(lrn.users["u"].items) == [i["space-0"], i["space-1"], i["space-2"]]
+    assert lrn.replay.targets[: len(lrn.replay)].tolist() == [i["space-1"], i["space-2"]]
+
+
 def test_replay_is_bounded_and_recency_weighted() -> None:
     """The buffer keeps only the newest `capacity` examples and samples them with a weight that
     halves every `half_life` examples of age."""

@@ -48,7 +48,8 @@ def sequences_from_events(
     rewards: RewardWeights | None = None,
     min_len: int = 1,
 ) -> Sequences:
-    """Group positive events by user, in (timestamp, log order). Items with metadata come first in
+    """Group positive events by user, in (timestamp, log order); consecutive positives on one item
+    (click, then add-to-cart, then purchase) are one position. Items with metadata come first in
     the vocabulary (catalog order); ids only seen in events follow in order of first appearance."""
     reward = Rewards(rewards)
     vocab = Vocab(i.item_id for i in items)
@@ -59,7 +60,11 @@ def sequences_from_events(
         if ev.type is EventType.impression or reward(ev) <= 0:
             continue
         rows, times, types = by_user.setdefault(ev.user_id, ([], [], []))
-        rows.append(vocab.add(ev.item_id))
+        row = vocab.add(ev.item_id)
+        if rows and rows[-1] == row:  # click, cart, purchase of one item: one position, last type
+            types[-1] = EVENT_TYPE_IDS[ev.type]
+            continue
+        rows.append(row)
         times.append(ev.timestamp)
         types.append(EVENT_TYPE_IDS[ev.type])
     users = [u for u, (rows, _, _) in by_user.items() if len(rows) >= min_len]

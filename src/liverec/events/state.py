@@ -1,5 +1,10 @@
 """Live per-user state: the last N positive interactions and the set of items seen.
 
+Consecutive positives on one item (click, add-to-cart, purchase) are one engagement: one position
+in the sequence, with the deepest event's type. Training sequences are built the same way
+(`evaluate.split.sequences_from_events`, `trainer.online.Track`), so the model never learns to
+predict the item just engaged with, which serving excludes anyway.
+
 Updated in the same request that appends the event (so the next recommendation reads it) and
 rebuilt from the log on start. `apply` turns stored events into `Interaction`s that models learn
 their cheap online statistics from.
@@ -86,6 +91,9 @@ class LiveState:
             out.append(Interaction(ev.user_id, row, r, ev.timestamp, r > 0))
             st.seen.add(row)
             if r > 0:
+                if st.items and st.items[-1] == row:  # the same engagement, one step deeper
+                    st.types[-1] = EVENT_TYPE_IDS[ev.type]
+                    continue
                 st.items.append(row)
                 st.times.append(ev.timestamp)
                 st.types.append(EVENT_TYPE_IDS[ev.type])

@@ -236,8 +236,8 @@ class Follower:
                 continue
             row = learner.vocab.row(ev.item_id)
             track = learner.users.get(ev.user_id)
-            if row is None or track is None or not track.items:
-                continue  # new item or no history yet: nothing to score
+            if row is None or track is None or not track.items or track.items[-1] == row + 1:
+                continue  # new item, no history yet, or the same engagement again: nothing to score
             windows.append(learner.window_of(ev.user_id, learner.cfg.window))
             targets.append(row + 1)
             seen.append(learner.seen_of(ev.user_id))

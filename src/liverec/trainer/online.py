@@ -81,10 +81,15 @@ class Track:
     def empty(cls, max_len: int) -> Track:
         return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
 
-    def add(self, idx: int, time: float, type_id: int) -> None:
+    def add(self, idx: int, time: float, type_id: int) -> bool:
+        """Append a positive; False when it repeats the last item (one engagement, as in `LiveState`)."""
+        if self.items and self.items[-1] == idx:
+            self.types[-1] = type_id
+            return False
         self.items.append(idx)
         self.times.append(time)
         self.types.append(type_id)
+        return True
 
     def example(self, length: int, extra: Sequence[tuple[int, float, int]] = ()) -> np.ndarray:
         """(3, length) int32 input window: item indices, time-gap buckets, event types (left-padded).
@@ -207,7 +212,7 @@ class OnlineLearner:
             r = self.reward(ev)
             if r > 0:
                 stats.positives += 1
-                if track.items:
+                if track.items and track.items[-1] != idx:  # a repeat teaches nothing servable
                     fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
                 track.add(idx, ev.timestamp, EVENT_TYPE_IDS[ev.type])
