@@ -20,14 +20,25 @@ item-to-item co-occurrence has a real signal. Then, from this (separate) process
    ``event_to_visible_failures`` with the reason. Only the click changes state between L0 and L1.
    A single click among ~20 history items lifts its cluster only to ranks ~10-30, hence k=50.
 
+With ``--model transformer``, after the setup ``liverec train --epochs N --promote always`` trains
+the Transformer on the loaded log (in the server's data dir) and the server hot-loads it before any
+phase runs; then, after the HTTP phases, ``inprocess``: ``Engine.recommend`` (live sequence ->
+model scores over the whole catalog -> top-k -> policy; no impression write) timed in this
+process for ``--inprocess`` users.
+
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/serve.py [--rate 100 --duration 30 --connections 8]
+      HF_HUB_OFFLINE=1 .venv/bin/python bench/serve.py --model transformer
 Prints one JSON object on stdout (keys in bench/README.md); progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
+import shutil
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -41,6 +52,7 @@ from _load import (
     MakeRequest,
     Request,
     World,
+    _liverec_command,
     batch_bodies,
     client_loop_name,
     closed_loop,
@@ -73,6 +85,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=300, help="event-to-visible trials")
     p.add_argument("--trial-k", type=int, default=50, help="list length of the trials' GETs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=("popularity", "transformer"), default="popularity")
+    p.add_argument("--epochs", type=int, default=3, help="offline epochs of the Transformer")
+    p.add_argument("--text", action=argparse.BooleanOptionalAction, default=True, help="train with text")
+    p.add_argument("--inprocess", type=int, default=2_000, help="in-process recommend() calls timed")
     return p.parse_args()
 
 
@@ -195,61 +211,126 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "process": "separate from the server",
         },
     }
-    with live_server() as url:
-        log(f"setup: {args.items:,} items and {args.events:,} events through the API ...")
-        events, setup = await load_world(url, world, args.events)
-        out["setup"] = setup
-        log(f"  {setup}")
-        known = sorted({ev["user_id"] for ev in events})
-        warm = make_gets(known, args.new_users, args.k, args.seed + 1)
-        await closed_loop(url, warm, connections=2, max_requests=300, max_seconds=10.0)
-
-        log(f"latency: {args.rate:g} GET/s for {args.duration:g}s (open loop) ...")
-        cpu0 = server_cpu_s(url)
-        paced = await open_loop(
-            url,
-            make_gets(known, args.new_users, args.k, args.seed + 2),
-            rate=args.rate,
-            duration_s=args.duration,
-            connections=args.pool,
-        )
-        cpu1 = server_cpu_s(url)
-        s = paced.summary()
-        out["p50_ms"], out["p99_ms"] = s["p50_ms"], s["p99_ms"]
-        out["latency"] = {
-            **s,
-            "k": args.k,
-            "new_user_share": args.new_users,
-            "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
-        }
-        log(f"  p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms at {s['achieved_rate']} req/s")
-
-        log(f"throughput: closed loop on {args.connections} connections ...")
-        cpu0 = server_cpu_s(url)
-        closed = await closed_loop(
-            url,
-            make_gets(known, args.new_users, args.k, args.seed + 3),
-            connections=args.connections,
-            max_requests=args.max_requests,
-            max_seconds=args.max_seconds,
-        )
-        cpu1 = server_cpu_s(url)
-        s = closed.summary()
-        out["requests_per_s"] = s["requests_per_s"]
-        out["throughput"] = {
-            **s,
-            "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
-        }
-        log(f"  {s['requests_per_s']:,.0f} req/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
-
-        log(f"event-to-visible: {args.trials} click-then-read trials ...")
-        out.update(await trials(url, world, events, args.trials, args.trial_k, args.seed + 4))
-        log(
-            f"  p50 {out['event_to_visible_p50_ms']} ms, p99 {out['event_to_visible_p99_ms']} ms, "
-            f"failures {out['event_to_visible_failures']} {out['event_to_visible']['failure_reasons']}"
-        )
-        out["data_fs"] = fs_type(Path(tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix="liverec-bench-serve-"))
+    try:
+        with live_server(root) as url:
+            await phases(url, root, args, world, out)
+        if args.model == "transformer":
+            out["inprocess"] = inprocess(root, args)
+            log(f"  in-process: {out['inprocess']}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return out
+
+
+async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`liverec train --promote always` on the server's store; wait until the server serves it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEREC_")}
+    env.update({"LIVEREC_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"})
+    cmd = [*_liverec_command(), "train", "--epochs", str(args.epochs), "--promote", "always"]
+    cmd += [] if args.text else ["--no-text"]
+    t0 = time.perf_counter()
+    done = await asyncio.to_thread(
+        subprocess.run, cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"liverec train failed:\n{done.stdout}\n{done.stderr}")
+    train_s = time.perf_counter() - t0
+    while time.perf_counter() - t0 < train_s + 120:
+        health = await request_json(url, "GET", "/healthz")
+        if str(health.get("model", "")).startswith("v"):
+            return {"model": health["model"], "train_s": round(train_s, 1), "epochs": args.epochs}
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the server did not load the promoted model within 120 s")
+
+
+def inprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """p50/p99 of `Engine.recommend` (no impression write) over the server's store and live model."""
+    from liverec.serve.engine import Engine
+    from liverec.settings import Settings
+
+    engine = Engine(Settings(data_dir=root)).start()
+    try:
+        users = [u for u in engine.state.users if engine.state.get(u)]
+        rng = random.Random(args.seed + 5)
+        picks = [rng.choice(users) for _ in range(args.inprocess)]
+        for u in picks[:50]:  # warm-up
+            engine.recommend(u, args.k, log_impressions=False)
+        ms = []
+        for u in picks:
+            t = time.perf_counter()
+            engine.recommend(u, args.k, log_impressions=False)
+            ms.append((time.perf_counter() - t) * 1000)
+        return {
+            "model": engine.model_version(),
+            "items": len(engine.catalog),
+            "calls": len(ms),
+            "p50_ms": round(percentile(ms, 50), 3),
+            "p99_ms": round(percentile(ms, 99), 3),
+            "threads": engine.settings.server.compute_threads,
+        }
+    finally:
+        engine.close()
+
+
+async def phases(url: str, root: Path, args: argparse.Namespace, world: World, out: dict[str, Any]) -> None:
+    log(f"setup: {args.items:,} items and {args.events:,} events through the API ...")
+    events, setup = await load_world(url, world, args.events)
+    out["setup"] = setup
+    log(f"  {setup}")
+    if args.model == "transformer":
+        log(f"training the Transformer ({args.epochs} epochs) and waiting for the server to load it ...")
+        out["model"] = await train_and_wait(url, root, args)
+        log(f"  {out['model']}")
+    known = sorted({ev["user_id"] for ev in events})
+    warm = make_gets(known, args.new_users, args.k, args.seed + 1)
+    await closed_loop(url, warm, connections=2, max_requests=300, max_seconds=10.0)
+
+    log(f"latency: {args.rate:g} GET/s for {args.duration:g}s (open loop) ...")
+    cpu0 = server_cpu_s(url)
+    paced = await open_loop(
+        url,
+        make_gets(known, args.new_users, args.k, args.seed + 2),
+        rate=args.rate,
+        duration_s=args.duration,
+        connections=args.pool,
+    )
+    cpu1 = server_cpu_s(url)
+    s = paced.summary()
+    out["p50_ms"], out["p99_ms"] = s["p50_ms"], s["p99_ms"]
+    out["latency"] = {
+        **s,
+        "k": args.k,
+        "new_user_share": args.new_users,
+        "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+    }
+    log(f"  p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms at {s['achieved_rate']} req/s")
+
+    log(f"throughput: closed loop on {args.connections} connections ...")
+    cpu0 = server_cpu_s(url)
+    closed = await closed_loop(
+        url,
+        make_gets(known, args.new_users, args.k, args.seed + 3),
+        connections=args.connections,
+        max_requests=args.max_requests,
+        max_seconds=args.max_seconds,
+    )
+    cpu1 = server_cpu_s(url)
+    s = closed.summary()
+    out["requests_per_s"] = s["requests_per_s"]
+    out["throughput"] = {
+        **s,
+        "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+    }
+    log(f"  {s['requests_per_s']:,.0f} req/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
+
+    log(f"event-to-visible: {args.trials} click-then-read trials ...")
+    out.update(await trials(url, world, events, args.trials, args.trial_k, args.seed + 4))
+    log(
+        f"  p50 {out['event_to_visible_p50_ms']} ms, p99 {out['event_to_visible_p99_ms']} ms, "
+        f"failures {out['event_to_visible_failures']} {out['event_to_visible']['failure_reasons']}"
+    )
+    out["data_fs"] = fs_type(root)
 
 
 if __name__ == "__main__":
