@@ -152,3 +152,18 @@ def test_item_in_takes_its_id_from_the_path() -> None:
     assert ItemIn().with_id("m2").created_at >= before  # no created_at: now
     with pytest.raises(ValidationError):
         ItemIn.model_validate({"item_id": "m1"})
+
+
+@pytest.mark.parametrize(
+    "value", [0, 0.0, -0.0, 1, EPOCH, int(EPOCH), 1e11, 1e11 + 1, int(1e11) + 1, EPOCH * 1000, 1e15, 2**70]
+)
+def test_numeric_timestamps_validate_like_to_epoch(value: float) -> None:
+    ts = Event(user_id="u", item_id="i", type="click", timestamp=value).timestamp
+    assert ts == to_epoch(value) and type(ts) is float
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, -1e12, math.nan, -math.inf])
+def test_negative_or_non_finite_numeric_timestamps_are_rejected(value: float) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Event(user_id="u", item_id="i", type="click", timestamp=value)
+    assert exc.value.errors()[0]["loc"] == ("timestamp",)
