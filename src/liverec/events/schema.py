@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -132,9 +131,11 @@ class Event(BaseModel):
             raise ValueError(f"timestamp {when} is more than {max_skew_s:.0f}s in the future")
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as the log holds it: with its offset (increasing in append order)."""
+class StoredEvent(NamedTuple):
+    """An event as the log holds it: with its offset (increasing in append order).
+
+    A named tuple: one is built per event appended or read, at half a frozen dataclass's cost.
+    """
 
     offset: int
     event: Event

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
@@ -35,9 +35,11 @@ class UserState:
     last_offset: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    """One event as the models see it: who, which row, what reward, when."""
+class Interaction(NamedTuple):
+    """One event as the models see it: who, which row, what reward, when.
+
+    A named tuple: one is built per event folded, at less than half a frozen dataclass's cost.
+    """
 
     user_id: str
     row: int
