@@ -89,6 +89,11 @@ class EventContext(BaseModel):
     model: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
+# The context of every event sent without one: validation shares this (frozen) default instead of
+# copying it, so writers recognise it by identity and skip serialising it.
+NO_CONTEXT = EventContext()
+
+
 class Event(BaseModel):
     """One piece of user feedback. ``event_id`` is the client's idempotency key."""
 
@@ -100,7 +105,7 @@ class Event(BaseModel):
     type: EventType
     value: FiniteFloat | None = None
     timestamp: float = Field(default_factory=time.time, description="ISO-8601 or epoch seconds")
-    context: EventContext = EventContext()
+    context: EventContext = NO_CONTEXT
 
     @field_validator("timestamp", mode="before")
     @classmethod

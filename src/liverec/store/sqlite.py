@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from liverec.store.codec import (
     vector_bytes,
     vector_from,
 )
-from liverec.store.idset import IdSet, id_hash
+from liverec.store.idset import IdSet, id_hash, id_hashes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -84,8 +85,7 @@ def _insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[object,
     for i in range(0, len(rows), per):
         chunk = rows[i : i + per]
         marks = ",".join(["(" + ",".join("?" * width) + ")"] * len(chunk))
-        flat = [v for row in chunk for v in row]
-        changed += db.execute(f"{head} VALUES {marks}", flat).rowcount
+        changed += db.execute(f"{head} VALUES {marks}", list(chain.from_iterable(chunk))).rowcount
     return changed
 
 
@@ -148,29 +148,40 @@ class SQLiteEventStore(EventStore):
 
     # -- events -------------------------------------------------------------------------------
     def append(self, events: Sequence[Event]) -> AppendResult:
-        fresh, duplicates = dedupe_batch(events, set())
+        # This runs for every event the server takes in: batch-wide steps and fast paths keep the
+        # per-event Python work small (most batches have no duplicates and no unknown items).
+        ids = [e.event_id for e in events]
+        if len(set(ids)) == len(ids):
+            fresh, duplicates = list(events), 0
+        else:
+            fresh, duplicates = dedupe_batch(events, set())
+            ids = [e.event_id for e in fresh]
         if not fresh:
             return AppendResult([], duplicates)
-        hashes = [id_hash(e.event_id) for e in fresh]
+        hashes = id_hashes(ids)
         with self._write() as db:
             self._catch_up(db)
             known = self._ids.contains(hashes)
-            keep = [i for i in range(len(fresh)) if not known[i]]
+            if known.any():  # some are in the log already (an earlier batch, or another process)
+                keep = np.flatnonzero(~known).tolist()
+                fresh = [fresh[i] for i in keep]
+                hashes = [hashes[i] for i in keep]
             first = self._last_seq(db)
-            rows = [(*event_row(fresh[i]), hashes[i]) for i in keep]
+            rows = [(*event_row(ev), h) for ev, h in zip(fresh, hashes, strict=True)]
             _insert_rows(db, f"INSERT INTO events({EVENT_COLS}, id_hash)", rows)
-            accepted = [StoredEvent(offset=first + k + 1, event=fresh[i]) for k, i in enumerate(keep)]
+            accepted = list(map(StoredEvent, range(first + 1, first + 1 + len(fresh)), fresh))
             first_seen: dict[str, float] = {}
-            for s in accepted:
-                if s.event.item_id not in self._known_items:
-                    first_seen.setdefault(s.event.item_id, s.event.timestamp)
+            known_items = self._known_items
+            for ev in fresh:
+                if ev.item_id not in known_items and ev.item_id not in first_seen:
+                    first_seen[ev.item_id] = ev.timestamp
             if first_seen:  # items are never deleted, so ids known here need no round trip
                 stubs = [stub_row(i, t) for i, t in first_seen.items()]
                 _insert_rows(db, f"INSERT OR IGNORE INTO items({ITEM_COLS})", stubs)
-        self._known_items.update(first_seen)
-        self._ids.add(hashes[i] for i in keep)  # only after the commit succeeded
-        self._synced = first + len(keep)
-        return AppendResult(accepted, duplicates + len(fresh) - len(accepted))
+        known_items.update(first_seen)
+        self._ids.add(hashes)  # only after the commit succeeded
+        self._synced = first + len(fresh)
+        return AppendResult(accepted, len(events) - len(accepted))
 
     @staticmethod
     def _last_seq(db: sqlite3.Connection) -> int:
