@@ -239,3 +239,17 @@ def test_score_blends_cooc_and_popularity_and_new_users_get_trending() -> None:
     assert s.dtype == np.float32
     sim = model.similar(0, 3)
     assert sim[1] > sim[2] > 0.0  # co-occurrence first, then popularity as a tie-breaker
+
+
+def test_live_state_rewards_equal_rewards_for_every_type_and_value() -> None:
+    """`LiveState` looks rewards up per type except where the value matters: same numbers as `Rewards`."""
+    w = RewardWeights(click=1.5, purchase=7.0, dislike=-2.0, skip=-0.5, rating_positive_min=3.0)
+    values: dict[EventType, list[float | None]] = {t: [None, 0.0, 2.0, 600.0] for t in EventType}
+    values[EventType.rating] = [1.0, 3.0, 5.0]
+    values[EventType.dwell] = [0.0, 9.0, 30.0, 600.0]
+    events = [ev(f"u{i}", "i", t.value, v) for i, t in enumerate(EventType) for v in values[t]]
+    state = LiveState(Catalog(), w)
+    out = state.apply(stored(*events))
+    expected = [Rewards(w)(e) for e in events if e.type is not EventType.impression]
+    assert [i.reward for i in out] == expected
+    assert state.events_applied == len(events) and state.last_offset == len(events)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from liverec.events.rewards import Rewards
-from liverec.events.schema import EventType, StoredEvent
+from liverec.events.schema import NEEDS_VALUE, Event, EventType, StoredEvent
 from liverec.model.features import EVENT_TYPE_IDS
 from liverec.settings import RewardWeights
 
@@ -52,6 +52,11 @@ class LiveState:
     def __init__(self, catalog: Catalog, rewards: RewardWeights, max_sequence: int = 200) -> None:
         self.catalog = catalog
         self.reward = Rewards(rewards)
+        # A reward depends on the event's value only for the types that need one (rating, dwell):
+        # the others are looked up per event instead of calling `reward`.
+        self._type_reward = {
+            t: self.reward(Event(user_id="-", item_id="-", type=t)) for t in EventType if t not in NEEDS_VALUE
+        }
         self.max_sequence = max_sequence
         self.users: dict[str, UserState] = {}
         self.events_applied = 0
@@ -76,27 +81,39 @@ class LiveState:
 
     def apply(self, stored: Iterable[StoredEvent]) -> list[Interaction]:
         """Fold events into user state (in offset order); returns the non-impression interactions."""
+        # runs for every event ingested: names are bound once, counters updated once per batch
         out: list[Interaction] = []
         impression = EventType.impression
-        for s in stored:
-            ev = s.event
-            self.events_applied += 1
-            self.last_offset = max(self.last_offset, s.offset)
+        ensure, users, type_reward = self.catalog.ensure, self.users, self._type_reward
+        type_ids = EVENT_TYPE_IDS
+        n, last = 0, self.last_offset
+        for offset, ev in stored:
+            n += 1
+            if offset > last:
+                last = offset
             # the store made a catalog stub for any new item, impressions included: so does memory,
             # or a restart (which loads the stubs) would recommend items the live server does not
-            row = self.catalog.ensure(ev.item_id, ev.timestamp)
-            if ev.type is impression:
+            row = ensure(ev.item_id, ev.timestamp)
+            kind = ev.type
+            if kind is impression:
                 continue
-            st = self._user(ev.user_id)
-            st.last_offset = s.offset
-            r = self.reward(ev)
-            out.append(Interaction(ev.user_id, row, r, ev.timestamp, r > 0))
+            user_id = ev.user_id
+            st = users.get(user_id)
+            if st is None:
+                st = self._user(user_id)
+            st.last_offset = offset
+            r = type_reward.get(kind)
+            if r is None:
+                r = self.reward(ev)
+            out.append(Interaction(user_id, row, r, ev.timestamp, r > 0))
             st.seen.add(row)
             if r > 0:
                 if st.items and st.items[-1] == row:  # the same engagement, one step deeper
-                    st.types[-1] = EVENT_TYPE_IDS[ev.type]
+                    st.types[-1] = type_ids[kind]
                     continue
                 st.items.append(row)
                 st.times.append(ev.timestamp)
-                st.types.append(EVENT_TYPE_IDS[ev.type])
+                st.types.append(type_ids[kind])
+        self.events_applied += n
+        self.last_offset = last
         return out

@@ -88,9 +88,10 @@ class PopularityCooc(Model):
         pos = [it for it in interactions if it.positive]
         if not pos:
             return
-        rows = np.fromiter((it.row for it in pos), dtype=np.int64, count=len(pos))
-        weights = np.fromiter((it.reward for it in pos), dtype=np.float64, count=len(pos))
-        times = np.fromiter((it.timestamp for it in pos), dtype=np.float64, count=len(pos))
+        users, row_list, reward_list, time_list, _ = zip(*pos, strict=True)  # columns, in C
+        rows = np.array(row_list, dtype=np.int64)
+        weights = np.array(reward_list, dtype=np.float64)
+        times = np.array(time_list, dtype=np.float64)
         self.clock = max(self.clock, float(times.max()))
         self.popular.add(rows, weights, times)
         self.trending.add(rows, weights, times)
@@ -99,11 +100,11 @@ class PopularityCooc(Model):
             self.count = np.concatenate([self.count, np.zeros(max(top + 1, len(self.count)))])
         np.add.at(self.count, rows, weights)
         recent, m = self.recent_users, self.neighbors
-        for it in pos:
-            users = recent.get(it.row)
-            if users is None:
-                users = recent[it.row] = deque(maxlen=m)
-            users.append(it.user_id)
+        for row, user_id in zip(row_list, users, strict=True):
+            neighbors = recent.get(row)
+            if neighbors is None:
+                neighbors = recent[row] = deque(maxlen=m)
+            neighbors.append(user_id)
 
     def cooc(
         self, rows: Sequence[int], weights: Sequence[float], n_items: int, skip_user: str = ""
