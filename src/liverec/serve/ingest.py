@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from liverec.events.schema import Event
 from liverec.serve.engine import Engine
@@ -50,7 +51,7 @@ class GroupCommit:
         while self._pending:
             group, self._pending = self._pending, []
             batches = [events for events, _ in group]
-            flat = batches[0] if len(batches) == 1 else [ev for batch in batches for ev in batch]
+            flat = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
             try:
                 appended = await asyncio.to_thread(self.engine.store.append, flat)
             except Exception as exc:  # the whole group failed: nothing of it was written
@@ -68,6 +69,8 @@ def split(batches: list[Sequence[Event]], appended: AppendResult) -> list[Ingest
     """Per-request counts from one append of the concatenated batches."""
     if len(batches) == 1:
         return [Ingested(len(appended.accepted), appended.duplicates)]
+    if not appended.duplicates:  # every event was new: no need to find whose they were
+        return [Ingested(len(batch), 0) for batch in batches]
     # The first occurrence of an id (in request order) is the one the store accepted.
     unclaimed = {s.event.event_id for s in appended.accepted}
     out = []
