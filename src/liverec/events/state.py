@@ -84,16 +84,18 @@ class LiveState:
         # runs for every event ingested: names are bound once, counters updated once per batch
         out: list[Interaction] = []
         impression = EventType.impression
-        ensure, users, type_reward = self.catalog.ensure, self.users, self._type_reward
+        row_of, users, type_reward = self.catalog.row, self.users, self._type_reward
         type_ids = EVENT_TYPE_IDS
         n, last = 0, self.last_offset
         for offset, ev in stored:
             n += 1
             if offset > last:
                 last = offset
-            # the store made a catalog stub for any new item, impressions included: so does memory,
-            # or a restart (which loads the stubs) would recommend items the live server does not
-            row = ensure(ev.item_id, ev.timestamp)
+            row = row_of(ev.item_id)
+            if row is None:
+                # the store made a catalog stub for any new item, impressions included: so does memory,
+                # or a restart (which loads the stubs) would recommend items the live server does not
+                row = self.catalog.ensure(ev.item_id, ev.timestamp)
             kind = ev.type
             if kind is impression:
                 continue
