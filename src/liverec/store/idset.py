@@ -22,11 +22,18 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # never updated: a template to copy
+
+
 def id_hashes(event_ids: Sequence[str]) -> list[int]:
-    """`id_hash` of each id; converts all the digests at once (a third cheaper per id)."""
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(e.encode(), digest_size=8).digest() for e in event_ids])
-    return np.frombuffer(digests, dtype=">i8").tolist()
+    """`id_hash` of each id, a third cheaper: copying a fresh hash state costs less than building
+    one (its parameters are parsed each time), and the digests are converted all at once."""
+    digests = []
+    for event_id in event_ids:
+        h = _BLAKE2B_8.copy()
+        h.update(event_id.encode())
+        digests.append(h.digest())
+    return np.frombuffer(b"".join(digests), dtype=">i8").tolist()
 
 
 class IdSet:
