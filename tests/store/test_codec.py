@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from liverec.events.schema import NO_CONTEXT, Event, EventContext
+from liverec.events.schema import NO_CONTEXT, Event, EventContext, StoredEvent, stored_events
 from liverec.store.codec import _dumps, event_row, stored_event
 from liverec.store.idset import id_hash, id_hashes
 
@@ -65,3 +65,11 @@ def test_id_hashes_match_id_hash() -> None:
     assert id_hashes(ids) == [id_hash(i) for i in ids]
     assert all(type(h) is int for h in id_hashes(ids))
     assert id_hashes([]) == []
+
+
+def test_stored_events_are_named_tuples_numbered_from_the_first_offset() -> None:
+    events = [Event(user_id="u", item_id=f"i{k}", type="click") for k in range(3)]
+    built = stored_events(41, events)
+    assert built == [StoredEvent(41 + k, e) for k, e in enumerate(events)]
+    assert all(type(s) is StoredEvent for s in built) and built[2].offset == 43
+    assert stored_events(1, []) == []

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import count, repeat
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
@@ -144,6 +146,12 @@ class StoredEvent(NamedTuple):
 
     offset: int
     event: Event
+
+
+def stored_events(first_offset: int, events: Iterable[Event]) -> list[StoredEvent]:
+    """``StoredEvent(first_offset + k, event)`` for the k-th event. Built by ``tuple.__new__``: a named
+    tuple's own ``__new__`` is a Python function, and this runs for every event appended."""
+    return list(map(tuple.__new__, repeat(StoredEvent), zip(count(first_offset), events)))
 
 
 class Item(BaseModel):

@@ -86,6 +86,7 @@ class LiveState:
         impression = EventType.impression
         row_of, users, type_reward = self.catalog.row, self.users, self._type_reward
         type_ids = EVENT_TYPE_IDS
+        new = tuple.__new__  # builds an Interaction without its Python-level __new__
         n, last = 0, self.last_offset
         for offset, ev in stored:
             n += 1
@@ -107,7 +108,7 @@ class LiveState:
             r = type_reward.get(kind)
             if r is None:
                 r = self.reward(ev)
-            out.append(Interaction(user_id, row, r, ev.timestamp, r > 0))
+            out.append(new(Interaction, (user_id, row, r, ev.timestamp, r > 0)))
             st.seen.add(row)
             if r > 0:
                 if st.items and st.items[-1] == row:  # the same engagement, one step deeper

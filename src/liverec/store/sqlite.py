@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.events.schema import Event, Item, StoredEvent, stored_events
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
 from liverec.store.codec import (
     event_row,
@@ -169,7 +169,7 @@ class SQLiteEventStore(EventStore):
             first = self._last_seq(db)
             rows = [(*event_row(ev), h) for ev, h in zip(fresh, hashes, strict=True)]
             _insert_rows(db, f"INSERT INTO events({EVENT_COLS}, id_hash)", rows)
-            accepted = list(map(StoredEvent, range(first + 1, first + 1 + len(fresh)), fresh))
+            accepted = stored_events(first + 1, fresh)
             first_seen: dict[str, float] = {}
             known_items = self._known_items
             for ev in fresh:
