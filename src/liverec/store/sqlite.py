@@ -148,33 +148,42 @@ class SQLiteEventStore(EventStore):
 
     # -- events -------------------------------------------------------------------------------
     def append(self, events: Sequence[Event]) -> AppendResult:
-        # This runs for every event the server takes in: batch-wide steps and fast paths keep the
-        # per-event Python work small (most batches have no duplicates and no unknown items).
-        ids = [e.event_id for e in events]
+        # This runs for every event the server takes in. The events are read into their rows before
+        # the write lock is taken; later steps work on those tuples and on whole-batch arrays, with
+        # fast paths for the usual batch: no repeated ids, none in the log already.
+        ids = [ev.event_id for ev in events]
         if len(set(ids)) == len(ids):
             fresh, duplicates = list(events), 0
         else:
             fresh, duplicates = dedupe_batch(events, set())
-            ids = [e.event_id for e in fresh]
+            ids = [ev.event_id for ev in fresh]
         if not fresh:
             return AppendResult([], duplicates)
+        rows = [event_row(ev) for ev in fresh]
         hashes = id_hashes(ids)
         with self._write() as db:
             self._catch_up(db)
             known = self._ids.contains(hashes)
             if known.any():  # some are in the log already (an earlier batch, or another process)
                 keep = np.flatnonzero(~known).tolist()
-                fresh = [fresh[i] for i in keep]
-                hashes = [hashes[i] for i in keep]
+                fresh, rows, hashes = (
+                    [fresh[k] for k in keep],
+                    [rows[k] for k in keep],
+                    [hashes[k] for k in keep],
+                )
             first = self._last_seq(db)
-            rows = [(*event_row(ev), h) for ev, h in zip(fresh, hashes, strict=True)]
-            _insert_rows(db, f"INSERT INTO events({EVENT_COLS}, id_hash)", rows)
+            _insert_rows(
+                db,
+                f"INSERT INTO events({EVENT_COLS}, id_hash)",
+                [(*row, h) for row, h in zip(rows, hashes, strict=True)],
+            )
             accepted = stored_events(first + 1, fresh)
             first_seen: dict[str, float] = {}
             known_items = self._known_items
-            for ev in fresh:
-                if ev.item_id not in known_items and ev.item_id not in first_seen:
-                    first_seen[ev.item_id] = ev.timestamp
+            for row in rows:
+                item_id = row[2]  # (and the timestamp is row[5]: see `EventRow`)
+                if item_id not in known_items and item_id not in first_seen:
+                    first_seen[item_id] = row[5]
             if first_seen:  # items are never deleted, so ids known here need no round trip
                 stubs = [stub_row(i, t) for i, t in first_seen.items()]
                 _insert_rows(db, f"INSERT OR IGNORE INTO items({ITEM_COLS})", stubs)
