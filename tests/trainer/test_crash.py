@@ -127,9 +127,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def learnable_up_to(rig: Rig, start: int, offsets: list[int]) -> dict[int, int]:
     """Independently: how many positives in (``start``, offset] pass the default filter and have an
-    accepted positive of the same user before them (the examples an exactly-once learner made)."""
+    accepted positive of the same user before them, on another item (a repeat of the item just
+    engaged with is no example): the examples an exactly-once learner made."""
     filt, reward = EventFilter(), Rewards(rig.settings.rewards)
-    has_history: set[str] = set()
+    last_item: dict[str, str] = {}
     want, out, count = sorted(set(offsets)), {}, 0
     for s in rig.store.iter_events():
         while want and s.offset > want[0]:
@@ -139,9 +140,9 @@ def learnable_up_to(rig: Rig, start: int, offsets: list[int]) -> dict[int, int]:
         ev = s.event
         if ev.type is EventType.impression or filt.check(ev) is not None or reward(ev) <= 0:
             continue
-        if ev.user_id in has_history and s.offset > start:
+        if last_item.get(ev.user_id, ev.item_id) != ev.item_id and s.offset > start:
             count += 1
-        has_history.add(ev.user_id)
+        last_item[ev.user_id] = ev.item_id
     for o in want:
         out[o] = count
     return out

@@ -1,8 +1,10 @@
 """A poisoned stream through the learner path: one bot sends 20,000 clicks on one item while 300
 real users keep browsing. With the default `FilterConfig` the bot is quarantined (its events stay in
 the log) and what the published, served model recommends to everyone else barely moves: at most one
-item of anyone's top-10 differs from the same stream without the bot. Without the filter the same
-bot does move other users' lists (so the comparison can tell)."""
+item of anyone's top-10 differs from the same stream without the bot. Clicks on one item in a row
+are one engagement (no training example), so the control uses a bot that switches between two
+items: filtered it is as harmless, unfiltered it moves other users' lists (so the comparison can
+tell)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .conftest import N_USERS, STREAM_T0, Trained, click, interleave, make_rig, 
 
 BOT_CLICKS = 20_000
 BOT_ITEM = "space-3"
+BOT_ITEM_2 = "space-4"
 # the defaults, but decisions only by event count (deterministic) and small enough slices to decide on
 GATE = GateConfig(publish_s=1e9, min_eval=60)
 STEPS = 6  # clicks per real user in the stream (1,800 events over 6 minutes)
@@ -37,10 +40,11 @@ class Outcome:
     bot_logged: int
 
 
-def bot() -> list[Event]:
+def bot(items: tuple[str, ...] = (BOT_ITEM,)) -> list[Event]:
+    """The bot's clicks, cycling through ``items``."""
     span = STEPS * N_USERS * 0.2
     return [
-        click("bot", BOT_ITEM, STREAM_T0 + span * k / BOT_CLICKS, event_id=f"bot-{k}")
+        click("bot", items[k % len(items)], STREAM_T0 + span * k / BOT_CLICKS, event_id=f"bot-{k}")
         for k in range(BOT_CLICKS)
     ]
 
@@ -94,10 +98,14 @@ def outcomes(
     root = tmp_path_factory.mktemp("poison")
     legit = stream(STEPS)
     poisoned = interleave(legit, bot())
+    # Clicks on one item in a row are one engagement and teach the learner nothing, so the control
+    # needs a bot that switches between two items to be learned from at all.
+    switching = interleave(legit, bot((BOT_ITEM, BOT_ITEM_2)))
     return {
         "clean": run(root / "clean", trained, encoder, legit, FilterConfig()),
         "bot": run(root / "bot", trained, encoder, poisoned, FilterConfig()),
-        "bot-unfiltered": run(root / "unfiltered", trained, encoder, poisoned, None),
+        "bot2": run(root / "bot2", trained, encoder, switching, FilterConfig()),
+        "bot2-unfiltered": run(root / "unfiltered", trained, encoder, switching, None),
     }
 
 
@@ -124,12 +132,13 @@ def test_the_bot_is_quarantined_but_its_events_stay_in_the_log(outcomes: dict[st
 def test_other_users_top10_moves_by_at_most_one_item(outcomes: dict[str, Outcome]) -> None:
     """Every real user's served top-10 after the poisoned stream differs from the one after the
     same stream without the bot by at most one item."""
-    diff = changed(outcomes["clean"].top10, outcomes["bot"].top10)
-    assert max(diff) <= 1, sorted(diff.items())
+    for name in ("bot", "bot2"):
+        diff = changed(outcomes["clean"].top10, outcomes[name].top10)
+        assert max(diff) <= 1, (name, sorted(diff.items()))
 
 
 def test_without_the_filter_the_same_bot_moves_other_users_lists(outcomes: dict[str, Outcome]) -> None:
-    """The control: learning the bot's clicks changes several items of many users' top-10, so the
-    comparison above would catch a filter that let the bot through."""
-    diff = changed(outcomes["clean"].top10, outcomes["bot-unfiltered"].top10)
+    """The control: learning the (switching) bot's clicks changes several items of many users'
+    top-10, so the comparison above would catch a filter that let the bot through."""
+    diff = changed(outcomes["clean"].top10, outcomes["bot2-unfiltered"].top10)
     assert sum(n for k, n in diff.items() if k >= 2) >= 30, sorted(diff.items())
