@@ -229,6 +229,7 @@ async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict
     env.update({"LIVEREC_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"})
     cmd = [*_liverec_command(), "train", "--epochs", str(args.epochs), "--promote", "always"]
     cmd += [] if args.text else ["--no-text"]
+    before = (await request_json(url, "GET", "/healthz"))["model"]
     t0 = time.perf_counter()
     done = await asyncio.to_thread(
         subprocess.run, cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600
@@ -238,7 +239,7 @@ async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict
     train_s = time.perf_counter() - t0
     while time.perf_counter() - t0 < train_s + 120:
         health = await request_json(url, "GET", "/healthz")
-        if str(health.get("model", "")).startswith("v"):
+        if health["model"] != before:  # e.g. "popularity" -> "transformer@v000001"
             return {"model": health["model"], "train_s": round(train_s, 1), "epochs": args.epochs}
         await asyncio.sleep(0.5)
     raise RuntimeError("the server did not load the promoted model within 120 s")
@@ -262,7 +263,7 @@ def inprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             engine.recommend(u, args.k, log_impressions=False)
             ms.append((time.perf_counter() - t) * 1000)
         return {
-            "model": engine.model_version(),
+            "model": engine.model_version,
             "items": len(engine.catalog),
             "calls": len(ms),
             "p50_ms": round(percentile(ms, 50), 3),
