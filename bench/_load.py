@@ -139,7 +139,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _liverec_command() -> list[str]:
+def liverec_command() -> list[str]:
     exe = Path(sys.executable).parent / "liverec"
     if exe.exists():
         return [str(exe)]
@@ -147,6 +147,17 @@ def _liverec_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from liverec.cli import app; app()"]
+
+
+def liverec_train(root: Path, epochs: int, text: bool, env: dict[str, str]) -> str:
+    """Run ``liverec train --epochs N --promote always`` on the data dir ``root``; returns its output
+    (stdout + stderr), raises with it when training fails."""
+    cmd = [*liverec_command(), "train", "--epochs", str(epochs), "--promote", "always"]
+    cmd += [] if text else ["--no-text"]
+    done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600)
+    if done.returncode != 0:
+        raise RuntimeError(f"liverec train failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout + done.stderr
 
 
 @contextlib.contextmanager
@@ -174,7 +185,7 @@ def live_server(
     )
     child_env.update(env or {})
     log_path = root / "server.log"
-    cmd = [*_liverec_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    cmd = [*liverec_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -243,6 +254,12 @@ def server_cpu_s(url: str) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def server_cpu_since(url: str, start: float | None) -> float | None:
+    """Server CPU seconds used since ``start`` (an earlier `server_cpu_s` reading); None if unknown."""
+    now = server_cpu_s(url)
+    return None if start is None or now is None else round(now - start, 3)
 
 
 # -- HTTP/1.1 client -------------------------------------------------------------------------------

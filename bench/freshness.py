@@ -34,7 +34,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,11 +47,11 @@ from _load import (
     Connection,
     Response,
     World,
-    _liverec_command,
     client_loop_name,
     emit,
     fs_type,
     live_server,
+    liverec_train,
     log,
     machine,
     percentile,
@@ -103,13 +102,9 @@ def setup(root: Path, args: argparse.Namespace, world: World, env: dict[str, str
         hist = world.events(args.history, end_ts=now - 2 * 86_400, span_s=5 * 86_400, seed=args.seed + 1)
         for i in range(0, len(hist), 10_000):
             st.append([Event(**e) for e in hist[i : i + 10_000]])
-    cmd = [*_liverec_command(), "train", "--epochs", str(args.epochs), "--promote", "always"]
-    cmd += [] if args.text else ["--no-text"]
     t1 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600)
-    if out.returncode != 0:
-        raise RuntimeError(f"liverec train failed:\n{out.stdout}\n{out.stderr}")
-    registered = [line for line in (out.stdout + out.stderr).splitlines() if "registered" in line]
+    output = liverec_train(root, args.epochs, args.text, env)
+    registered = [line for line in output.splitlines() if "registered" in line]
     log(registered[0] if registered else "v1 trained")
     t2 = time.perf_counter()
     with open_store(f"sqlite:///{root / 'events.db'}") as st:

@@ -43,6 +43,7 @@ from _load import (
     percentile,
     run,
     server_cpu_s,
+    server_cpu_since,
 )
 from liverec.events.schema import Event
 from liverec.store import open_store
@@ -144,8 +145,7 @@ async def http_run(
             max_seconds=max_seconds,
             on_response=acks,
         )
-        cpu1 = server_cpu_s(url)
-        cpu = None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3)
+        cpu = server_cpu_since(url, cpu0)
     return res, acks.accepted, cpu
 
 

@@ -38,7 +38,6 @@ import asyncio
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -52,13 +51,13 @@ from _load import (
     MakeRequest,
     Request,
     World,
-    _liverec_command,
     batch_bodies,
     client_loop_name,
     closed_loop,
     emit,
     fs_type,
     live_server,
+    liverec_train,
     log,
     machine,
     open_loop,
@@ -66,6 +65,7 @@ from _load import (
     request_json,
     run,
     server_cpu_s,
+    server_cpu_since,
 )
 
 
@@ -227,15 +227,9 @@ async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict
     """`liverec train --promote always` on the server's store; wait until the server serves it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEREC_")}
     env.update({"LIVEREC_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"})
-    cmd = [*_liverec_command(), "train", "--epochs", str(args.epochs), "--promote", "always"]
-    cmd += [] if args.text else ["--no-text"]
     before = (await request_json(url, "GET", "/healthz"))["model"]
     t0 = time.perf_counter()
-    done = await asyncio.to_thread(
-        subprocess.run, cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"liverec train failed:\n{done.stdout}\n{done.stderr}")
+    await asyncio.to_thread(liverec_train, root, args.epochs, args.text, env)
     train_s = time.perf_counter() - t0
     while time.perf_counter() - t0 < train_s + 120:
         health = await request_json(url, "GET", "/healthz")
@@ -296,14 +290,13 @@ async def phases(url: str, root: Path, args: argparse.Namespace, world: World, o
         duration_s=args.duration,
         connections=args.pool,
     )
-    cpu1 = server_cpu_s(url)
     s = paced.summary()
     out["p50_ms"], out["p99_ms"] = s["p50_ms"], s["p99_ms"]
     out["latency"] = {
         **s,
         "k": args.k,
         "new_user_share": args.new_users,
-        "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+        "server_cpu_s": server_cpu_since(url, cpu0),
     }
     log(f"  p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms at {s['achieved_rate']} req/s")
 
@@ -316,12 +309,11 @@ async def phases(url: str, root: Path, args: argparse.Namespace, world: World, o
         max_requests=args.max_requests,
         max_seconds=args.max_seconds,
     )
-    cpu1 = server_cpu_s(url)
     s = closed.summary()
     out["requests_per_s"] = s["requests_per_s"]
     out["throughput"] = {
         **s,
-        "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3),
+        "server_cpu_s": server_cpu_since(url, cpu0),
     }
     log(f"  {s['requests_per_s']:,.0f} req/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
 

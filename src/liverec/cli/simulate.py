@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from liverec.cli.common import app, console, fail
+from liverec.cli.common import app, fail, progress_bar
 
 
 class Learner(StrEnum):
@@ -95,17 +94,15 @@ def simulate(
     except ValueError as exc:
         fail(str(exc))
         return
-    with Progress(
-        TextColumn("[bold]simulating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("visits", total=interactions)
+    with progress_bar("simulating", interactions) as advance:
+        shown = [0]
+
+        def on_progress(done: int, _total: int) -> None:
+            advance(done - shown[0])
+            shown[0] = done
+
         try:
-            result = run(cfg, workdir=workdir, progress=lambda done, _: progress.update(task, completed=done))
+            result = run(cfg, workdir=workdir, progress=on_progress)
         except (ValueError, TypeError) as exc:
             fail(str(exc))
             return
