@@ -74,6 +74,25 @@ def test_changing_a_later_item_never_changes_earlier_hidden_states(block: str) -
             assert not torch.allclose(h[:, t], base[:, t], atol=1e-4), (t, which)  # the change is seen
 
 
+@pytest.mark.parametrize("block", ["prenorm", "gated"])
+def test_last_only_forward_equals_the_full_forward_at_the_newest_position(block: str) -> None:
+    """``last=True`` (serving, online steps) skips the other positions in the last block only: the
+    newest position's state is the same, with padding, types and gaps, eager and in training mode."""
+    net = tiny(event_types=True, time_gaps=True, block=block)
+    gen = torch.Generator().manual_seed(2)
+    seq = torch.randint(1, 13, (4, 9), generator=gen)
+    seq[0, :5] = 0  # left padding
+    types, gaps = torch.randint(1, 3, (4, 9), generator=gen), torch.randint(0, 20, (4, 9), generator=gen)
+    full = net(seq, types, gaps)
+    last = net(seq, types, gaps, last=True)
+    assert last.shape == (4, 1, 16)
+    assert torch.allclose(last[:, 0], full[:, -1], atol=1e-5)
+    net.train()  # gradients flow through the shortened path too
+    net.config.dropout = 0.0
+    net(seq, types, gaps, last=True).sum().backward()
+    assert net.blocks[0].attn.qkv.weight.grad is not None and net.id_emb.weight.grad is not None
+
+
 def test_left_padding_does_not_change_the_last_hidden_state() -> None:
     """Positions count back from the newest item: padded to T or T + 5, the sequence reads the same."""
     net = tiny(dropout=0.2)

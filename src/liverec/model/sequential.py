@@ -129,7 +129,7 @@ class SequentialModel(Model):
             return self.fallback.score(user, n_items, user_id), None
         table = self._table
         with torch.no_grad():
-            h = self.net.forward(seq, types, gaps, table=self._net_table)[0, -1]  # (D,)
+            h = self.net.forward(seq, types, gaps, table=self._net_table, last=True)[0, -1]  # (D,)
             scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
@@ -148,7 +148,7 @@ class SequentialModel(Model):
         with torch.no_grad():
             for i in range(0, len(seqs), batch):
                 items, gaps, types = self._encode(seqs[i : i + batch])
-                h = self.net.forward(items, types, gaps, table=self._net_table)[:, -1]  # (b, D)
+                h = self.net.forward(items, types, gaps, table=self._net_table, last=True)[:, -1]  # (b, D)
                 out.append((h @ self._table.T).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self._table)), np.float32)
 

@@ -33,17 +33,19 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x (B, T, D) float32; mask (B, 1, T, T) bool, True = may attend."""
+    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
+        """x (B, T, D) float32; mask (B, 1, T, T) bool, True = may attend. ``queries`` > 0: only
+        the last that many positions attend (keys and values still cover all T): (B, queries, D)."""
         B, T, D = x.shape
+        Q = queries or T
         q, k, v = self.qkv(x).split(D, dim=2)
-        q = q.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
-        k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        q = q[:, T - Q :].reshape(B, Q, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, Q, Dh)
+        k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
         v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, Dh)
-        y = y.transpose(1, 2).contiguous().view(B, T, D)
+            q, k, v, attn_mask=mask[:, :, T - Q :], dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, Q, Dh)
+        y = y.transpose(1, 2).contiguous().view(B, Q, D)
         return self.resid_drop(self.proj(y))
 
 
@@ -59,8 +61,10 @@ class Block(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
         )
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
+        """(B, T, D) -> (B, T, D), or (B, queries, D): the last positions only (see attention)."""
+        a = self.attn(self.ln1(x), mask, queries)
+        x = (x[:, -queries:] if queries else x) + a
         return x + self.mlp(self.ln2(x))
 
 
@@ -91,8 +95,10 @@ class GatedBlock(nn.Module):
         self.mlp = SwiGLU(d_model, 4 * d_model, dropout)
         self.gate2 = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + torch.sigmoid(self.gate1(x)) * self.attn(self.ln1(x), mask)
+    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
+        a = self.attn(self.ln1(x), mask, queries)
+        x = x[:, -queries:] if queries else x
+        x = x + torch.sigmoid(self.gate1(x)) * a
         return x + torch.sigmoid(self.gate2(x)) * self.mlp(self.ln2(x))
 
 
@@ -139,7 +145,7 @@ class SASRec(nn.Module):
         block = BLOCKS[c.block]
         self.blocks = nn.ModuleList([block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
-        self._compiled: Callable[[Tensor, Tensor], Tensor] | None = None  # see `compile_encoder`
+        self._compiled: Callable[[Tensor, Tensor, bool], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
 
     @staticmethod
@@ -188,10 +194,13 @@ class SASRec(nn.Module):
         types: Tensor | None = None,
         gaps: Tensor | None = None,
         table: Tensor | None = None,
+        last: bool = False,
     ) -> Tensor:
         """Hidden states (B, T, D) float32 for left-padded item indices ``seq`` (B, T) int64
         (0 = padding); ``types`` (B, T) int64 event-type ids, ``gaps`` (B, T) int64 time-gap buckets
-        (see `model.features`), left-padded like ``seq``; ignored unless the config enables them."""
+        (see `model.features`), left-padded like ``seq``; ignored unless the config enables them.
+        ``last``: only the newest position's state, (B, 1, D) (what serving and online steps need;
+        the last block then skips the other positions' queries and MLP)."""
         T = seq.shape[1]
         if self.config.max_len < T:
             seq, T = seq[:, -self.config.max_len :], self.config.max_len
@@ -207,17 +216,18 @@ class SASRec(nn.Module):
             x = x + self.gap_emb(gaps.clamp(0, N_TIME_GAP_BUCKETS - 1))
         real = seq != 0  # (B, T)
         x = self.drop(x) * real.unsqueeze(-1)
-        return (self._compiled or self.encode)(x, real)
+        return (self._compiled or self.encode)(x, real, last)
 
-    def encode(self, x: Tensor, real: Tensor) -> Tensor:
-        """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding -> (B, T, D).
-        Its shapes never depend on the catalog, so `compile_encoder` can compile it once."""
+    def encode(self, x: Tensor, real: Tensor, last: bool = False) -> Tensor:
+        """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding -> (B, T, D),
+        or (B, 1, D) with ``last``. Its shapes never depend on the catalog, so `compile_encoder` can
+        compile it once."""
         T = x.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=x.device)
         mask = mask.unsqueeze(1)  # (B, 1, T, T); a position always sees itself (no empty rows)
-        for block in self.blocks:
-            x = block(x, mask)
+        for k, block in enumerate(self.blocks):
+            x = block(x, mask, 1 if last and k == len(self.blocks) - 1 else 0)
         return self.ln_f(x)
 
     def compile_encoder(self) -> None:
@@ -298,5 +308,5 @@ class SASRec(nn.Module):
     ) -> Tensor:
         """(B, N) float32 scores of every catalog item (padding column dropped) after each sequence."""
         table = self.item_table() if table is None else table
-        h = self.forward(seq, types, gaps, table)[:, -1]  # (B, D)
+        h = self.forward(seq, types, gaps, table, last=True)[:, -1]  # (B, D)
         return h @ table[1:].T
