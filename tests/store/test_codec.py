@@ -7,9 +7,19 @@ import uuid
 from typing import Any
 
 import numpy as np
+import pytest
 from pydantic import ValidationError
 
-from liverec.events.schema import NO_CONTEXT, Event, EventContext, StoredEvent, stored_events
+from liverec.events.schema import (
+    NEEDS_VALUE,
+    NO_CONTEXT,
+    Event,
+    EventContext,
+    EventType,
+    StoredEvent,
+    stored_events,
+    trusted_context,
+)
 from liverec.store.codec import _dumps, event_row, stored_event
 from liverec.store.idset import id_hash, id_hashes
 
@@ -73,3 +83,29 @@ def test_stored_events_are_named_tuples_numbered_from_the_first_offset() -> None
     assert built == [StoredEvent(41 + k, e) for k, e in enumerate(events)]
     assert all(type(s) is StoredEvent for s in built) and built[2].offset == 43
     assert stored_events(1, []) == []
+
+
+def test_read_back_events_are_the_events_model_construct_would_build() -> None:
+    """`stored_event` builds events with `trusted_event`, not `model_construct`: same fields,
+    set-fields, equality, hash, dump and frozenness, for every event type, with and without a
+    value or context."""
+    for k, type_ in enumerate(EventType):
+        value = None if k % 2 and type_ not in NEEDS_VALUE else 3.5
+        context = NO_CONTEXT if k % 3 else EventContext(request_id="r", position=k)
+        ev = Event(user_id="u", item_id=f"i{k}", type=type_, value=value, timestamp=1e9 + k, context=context)
+        back = stored_event(k, event_row(ev)).event
+        built = Event.model_construct(**dict(ev))
+        assert back == built == ev and hash(back) == hash(built)
+        assert back.model_fields_set == built.model_fields_set
+        assert back.model_dump() == ev.model_dump() and back.type is type_
+        with pytest.raises(ValidationError):
+            back.user_id = "other"  # type: ignore[misc]
+
+
+def test_read_back_contexts_are_the_contexts_model_construct_would_build() -> None:
+    for values in ({"request_id": "r", "position": 3}, {"propensity": 0.5, "score": 0.25, "arm": "x"}, {}):
+        back = trusted_context(dict(values))
+        built = EventContext.model_construct(**values)
+        assert back == built and back.__dict__ == built.__dict__
+        assert back.model_fields_set == built.model_fields_set and back.model_extra == built.model_extra
+        assert back.model_dump() == built.model_dump()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from liverec.events.join import JoinConfig, RewardJoiner
 from liverec.events.rewards import Rewards
-from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
+from liverec.events.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
 from liverec.events.state import LiveState
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
@@ -217,20 +217,22 @@ def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> 
     """The impression events for a served list: one per position, joined to it by request_id."""
     ts = time.time() if now is None else now
     return [
-        Event.model_construct(
-            event_id=f"imp:{rec.request_id}:{pos}",
-            user_id=user_id,
-            item_id=item.item_id,
-            type=EventType.impression,
-            value=None,
-            timestamp=ts,
-            context=EventContext.model_construct(
-                request_id=rec.request_id,
-                position=pos,
-                propensity=item.propensity,
-                policy=rec.policy,
-                model=rec.model,
-                score=item.score,
+        trusted_event(
+            f"imp:{rec.request_id}:{pos}",
+            user_id,
+            item.item_id,
+            EventType.impression,
+            None,
+            ts,
+            trusted_context(
+                {
+                    "request_id": rec.request_id,
+                    "position": pos,
+                    "propensity": item.propensity,
+                    "policy": rec.policy,
+                    "model": rec.model,
+                    "score": item.score,
+                }
             ),
         )
         for pos, item in enumerate(rec.items)
