@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from liverec.events.schema import Event, EventType, Item, StoredEvent
+from liverec.model.features import gap_buckets
 from liverec.model.text import TextEncoder
-from liverec.trainer.online import OnlineLearner
+from liverec.trainer.online import OnlineLearner, Track
 from liverec.trainer.replay import ReplayBuffer
 from model.conftest import NEW_TEXT, T0, same_weights
 
@@ -268,3 +269,32 @@ def test_a_checkpoint_resumes_with_the_same_weights_offset_and_state(rig: Rig) -
     rig.append(stream(4)[900:])
     second.run(follow=False, page=PAGE)
     assert b.offset == rig.store.last_offset() and b.examples > a.examples
+
+
+def test_track_windows_match_gap_buckets_of_the_whole_sequence() -> None:
+    """`Track` keeps each entry's gap bucket as it is appended; its windows (with and without extra
+    entries not folded in yet) equal left-padded `gap_buckets` over the full first-engagement times."""
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        track, items, times, types = Track.empty(200), [], [], []
+        t = 1e9
+        for _ in range(int(rng.integers(0, 40))):
+            t += float(rng.exponential(3_000.0))
+            idx, kind = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+            if track.add(idx, t, kind):
+                items.append(idx), times.append(t), types.append(kind)
+            else:  # a repeat of the same engagement: only the type deepens
+                assert items and items[-1] == idx
+                types[-1] = kind
+        extra = [(int(rng.integers(1, 6)), t + 60.0 * (k + 1), 1) for k in range(trial % 3)]
+        all_items = items + [e[0] for e in extra]
+        all_times = times + [e[1] for e in extra]
+        all_types = types + [e[2] for e in extra]
+        for length in (1, 5, 20):
+            want = np.zeros((3, length), np.int64)
+            n = min(length, len(all_items))
+            if n:
+                want[0, length - n :] = all_items[-n:]
+                want[1, length - n :] = gap_buckets(np.asarray(all_times))[-n:]
+                want[2, length - n :] = all_types[-n:]
+            np.testing.assert_array_equal(track.example(length, extra), want)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import Annotated
 
@@ -39,6 +40,8 @@ def learn(
     except (TypeError, ValueError) as exc:
         fail(str(exc))
         return
+    if online.nice > 0:
+        os.nice(online.nice)  # learning soaks up idle CPU; the server it shares the machine with comes first
     stopping = {"now": False}
 
     def stop(*_: object) -> None:

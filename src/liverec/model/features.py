@@ -8,6 +8,7 @@ drops the features on purpose (a slice would silently misalign them); use `Seq.w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,11 @@ class Seq(np.ndarray):
         times = None if self.times is None or time is None else np.append(self.times, time)
         types = None if self.types is None or type_id is None else np.append(self.types, type_id)
         return Seq(np.append(np.asarray(self), item), times, types)
+
+
+def gap_bucket(seconds: float) -> int:
+    """`gap_buckets` for one gap: the log2 bucket of ``seconds`` since the previous interaction."""
+    return min(int(math.log2(max(seconds, 0.0) + 1.0)), N_TIME_GAP_BUCKETS - 1)
 
 
 def gap_buckets(times: np.ndarray) -> np.ndarray:

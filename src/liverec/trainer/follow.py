@@ -229,7 +229,7 @@ class Follower:
     def _score_slice(self, page: list[StoredEvent]) -> None:
         learner = self.learner
         assert learner is not None
-        windows, targets, seen = [], [], []
+        picked: list[tuple[str, int]] = []  # (user, target model index)
         for s in page:
             ev = s.event
             if ev.type is EventType.impression or learner.reward(ev) <= 0:
@@ -238,18 +238,15 @@ class Follower:
             track = learner.users.get(ev.user_id)
             if row is None or track is None or not track.items or track.items[-1] == row + 1:
                 continue  # new item, no history yet, or the same engagement again: nothing to score
-            windows.append(learner.window_of(ev.user_id, learner.cfg.window))
-            targets.append(row + 1)
-            seen.append(learner.seen_of(ev.user_id))
-        if not targets:
+            picked.append((ev.user_id, row + 1))
+        if not picked:
             return
-        if len(targets) > self.gate.eval_per_page:
-            keep = np.sort(self._rng.choice(len(targets), self.gate.eval_per_page, replace=False))
-            windows, targets, seen = (
-                [windows[k] for k in keep],
-                [targets[k] for k in keep],
-                [seen[k] for k in keep],
-            )
+        if len(picked) > self.gate.eval_per_page:
+            keep = np.sort(self._rng.choice(len(picked), self.gate.eval_per_page, replace=False))
+            picked = [picked[k] for k in keep]
+        windows = [learner.window_of(user, learner.cfg.window) for user, _ in picked]
+        seen = [learner.seen_of(user) for user, _ in picked]
+        targets = [target for _, target in picked]
         w, t = np.stack(windows), np.asarray(targets)
         self._cand.add(slice_ranks(learner, learner.ema, w, t, seen))
         self._scored = (copy.deepcopy(learner.ema).eval(), learner.offset)  # what the gate has seen

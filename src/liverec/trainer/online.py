@@ -17,6 +17,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
-from liverec.model.features import EVENT_TYPE_IDS, gap_buckets
+from liverec.model.features import EVENT_TYPE_IDS, gap_bucket
 from liverec.model.transformer import SASRec
 from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
@@ -52,7 +53,8 @@ class OnlineConfig:
     item_ttl_s: float = 0.0  # 0 = items never expire
     compile: bool = False  # torch.compile the encoder: ~2.5x faster steps after ~40 s of warm-up
     seed: int = 0
-    threads: int = 1  # the other core serves requests; two threads fight the server for it
+    threads: int = 1  # intra-op threads of each step
+    nice: int = 10  # `liverec learn` lowers its CPU priority by this much: requests come first
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,11 +73,13 @@ class LearnStats:
 
 @dataclass
 class Track:
-    """One user's positives as the learner sees them: model indices, times, event types."""
+    """One user's positives as the learner sees them: model indices, time-gap buckets (each
+    entry's gap to the one before it, fixed once appended), event types, and the newest time."""
 
     items: deque[int]
-    times: deque[float]
+    gaps: deque[int]
     types: deque[int]
+    last_time: float | None = None
 
     @classmethod
     def empty(cls, max_len: int) -> Track:
@@ -87,24 +91,36 @@ class Track:
             self.types[-1] = type_id
             return False
         self.items.append(idx)
-        self.times.append(time)
+        self.gaps.append(0 if self.last_time is None else gap_bucket(time - self.last_time))
         self.types.append(type_id)
+        self.last_time = time
         return True
 
     def example(self, length: int, extra: Sequence[tuple[int, float, int]] = ()) -> np.ndarray:
         """(3, length) int32 input window: item indices, time-gap buckets, event types (left-padded).
         ``extra`` appends (index, time, type) entries not folded in yet (prequential scoring)."""
-        items = list(self.items)[-(length + 1) :] + [e[0] for e in extra]
-        times = list(self.times)[-(length + 1) :] + [e[1] for e in extra]
-        types = list(self.types)[-(length + 1) :] + [e[2] for e in extra]
-        gaps = gap_buckets(np.asarray(times))  # computed with one extra entry of context
         out = np.zeros((3, length), dtype=np.int32)
-        n = min(length, len(items))
-        if n:
-            out[0, length - n :] = items[-n:]
-            out[1, length - n :] = gaps[-n:]
-            out[2, length - n :] = types[-n:]
+        added, last = [], self.last_time
+        for idx, time, type_id in extra:
+            added.append((idx, 0 if last is None else gap_bucket(time - last), type_id))
+            last = time
+        added = added[-length:]
+        m = min(length - len(added), len(self.items))  # entries taken from the track
+        start = length - m - len(added)
+        if m > 0:
+            out[0, start : start + m] = _tail(self.items, m)
+            out[1, start : start + m] = _tail(self.gaps, m)
+            out[2, start : start + m] = _tail(self.types, m)
+        if added:
+            out[:, length - len(added) :] = np.asarray(added, dtype=np.int32).T
         return out
+
+
+def _tail(values: deque[int], n: int) -> list[int]:
+    """The last ``n`` entries of a deque, oldest first, without copying the rest of it."""
+    tail = list(islice(reversed(values), n))
+    tail.reverse()
+    return tail
 
 
 class OnlineLearner:
@@ -269,7 +285,7 @@ class OnlineLearner:
         x = torch.from_numpy(examples.astype(np.int64))
         gaps = x[:, 1] if net.config.time_gaps else None
         types = x[:, 2] if net.config.event_types else None
-        return net.forward(x[:, 0], types, gaps, table=table)[:, -1]
+        return net.forward(x[:, 0], types, gaps, table=table, last=True)[:, -1]
 
     def _step(self, inp: np.ndarray, tgt: np.ndarray, negs: tuple[np.ndarray, np.ndarray] | None) -> float:
         """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices."""
