@@ -296,13 +296,18 @@ class OnlineLearner:
         table = self.net.item_table()  # (M+1, D)
         h = self.hidden(self.net, inp, table)  # (B, D)
         logits = h @ table.T  # (B, M+1)
-        expired = self._candidates_mask()
-        mask = expired.clone() if expired is not None else torch.zeros(logits.shape[1], dtype=torch.bool)
-        mask[0] = True
         targets = torch.from_numpy(tgt.astype(np.int64))
-        mask_b = mask.unsqueeze(0).expand_as(logits).clone()
-        mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
-        loss = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets)
+        expired = self._candidates_mask()
+        if expired is None:
+            mask = torch.zeros(logits.shape[1], dtype=torch.bool)
+            mask[0] = True
+            loss = F.cross_entropy(logits.index_fill(1, torch.tensor([0]), -torch.inf), targets)
+        else:
+            mask = expired.clone()
+            mask[0] = True
+            mask_b = mask.unsqueeze(0).expand_as(logits).clone()
+            mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
+            loss = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets)
         if negs is not None and c.unlikelihood > 0:
             hn = self.hidden(self.net, negs[0], table)
             p = torch.softmax((hn @ table.T).masked_fill(mask, -torch.inf), dim=1)
@@ -319,11 +324,10 @@ class OnlineLearner:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        """ema = d * ema + (1 - d) * weights, in one fused call over all parameters (buffers, the
+        text embeddings, change only when items arrive: `_grow` sets them in both nets)."""
         d = self.cfg.ema_decay
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
-            p_ema.mul_(d).add_(p.detach(), alpha=1.0 - d)
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - d)
 
     # -- scoring (prequential evaluation) -------------------------------------------------------
     def window_of(
