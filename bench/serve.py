@@ -89,6 +89,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="offline epochs of the Transformer")
     p.add_argument("--text", action=argparse.BooleanOptionalAction, default=True, help="train with text")
     p.add_argument("--inprocess", type=int, default=2_000, help="in-process recommend() calls timed")
+    p.add_argument("--keep", action="store_true", help="keep the temp data dir (its path goes to stderr)")
     return p.parse_args()
 
 
@@ -219,7 +220,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out["inprocess"] = inprocess(root, args)
             log(f"  in-process: {out['inprocess']}")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     return out
 
 
@@ -240,30 +244,34 @@ async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict
 
 
 def inprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """p50/p99 of `Engine.recommend` (no impression write) over the server's store and live model."""
+    """p50/p99 of `Engine.recommend` (no impression write) over the server's store and live model,
+    with the server's garbage-collector settings (`server_gc`)."""
+    from liverec.serve.app import server_gc
     from liverec.serve.engine import Engine
     from liverec.settings import Settings
 
-    engine = Engine(Settings(data_dir=root)).start()
+    settings = Settings(data_dir=root)
+    engine = Engine(settings).start()
     try:
-        users = [u for u in engine.state.users if engine.state.get(u)]
-        rng = random.Random(args.seed + 5)
-        picks = [rng.choice(users) for _ in range(args.inprocess)]
-        for u in picks[:50]:  # warm-up
-            engine.recommend(u, args.k, log_impressions=False)
-        ms = []
-        for u in picks:
-            t = time.perf_counter()
-            engine.recommend(u, args.k, log_impressions=False)
-            ms.append((time.perf_counter() - t) * 1000)
-        return {
-            "model": engine.model_version,
-            "items": len(engine.catalog),
-            "calls": len(ms),
-            "p50_ms": round(percentile(ms, 50), 3),
-            "p99_ms": round(percentile(ms, 99), 3),
-            "threads": engine.settings.server.compute_threads,
-        }
+        with server_gc(settings.server.gc_threshold):
+            users = [u for u in engine.state.users if engine.state.get(u)]
+            rng = random.Random(args.seed + 5)
+            picks = [rng.choice(users) for _ in range(args.inprocess)]
+            for u in picks[:50]:  # warm-up
+                engine.recommend(u, args.k, log_impressions=False)
+            ms = []
+            for u in picks:
+                t = time.perf_counter()
+                engine.recommend(u, args.k, log_impressions=False)
+                ms.append((time.perf_counter() - t) * 1000)
+            return {
+                "model": engine.model_version,
+                "items": len(engine.catalog),
+                "calls": len(ms),
+                "p50_ms": round(percentile(ms, 50), 3),
+                "p99_ms": round(percentile(ms, 99), 3),
+                "threads": engine.settings.server.compute_threads,
+            }
     finally:
         engine.close()
 

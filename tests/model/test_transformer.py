@@ -87,6 +87,9 @@ def test_last_only_forward_equals_the_full_forward_at_the_newest_position(block:
     last = net(seq, types, gaps, last=True)
     assert last.shape == (4, 1, 16)
     assert torch.allclose(last[:, 0], full[:, -1], atol=1e-5)
+    unpadded = seq[1:]  # no padding at all: no mask is built (causal kernel / the newest query alone)
+    assert torch.allclose(net(unpadded, types[1:], gaps[1:]), full[1:], atol=1e-5)
+    assert torch.allclose(net(unpadded, types[1:], gaps[1:], last=True)[:, 0], full[1:, -1], atol=1e-5)
     net.train()  # gradients flow through the shortened path too
     net.config.dropout = 0.0
     net(seq, types, gaps, last=True).sum().backward()

@@ -33,18 +33,23 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
-        """x (B, T, D) float32; mask (B, 1, T, T) bool, True = may attend. ``queries`` > 0: only
-        the last that many positions attend (keys and values still cover all T): (B, queries, D)."""
+    def forward(self, x: Tensor, mask: Tensor | None, queries: int = 0) -> Tensor:
+        """x (B, T, D) float32; mask (B, 1, T, T) bool, True = may attend, or None: no padding, plain
+        causal attention. ``queries`` > 0: only the last that many positions attend (keys and values
+        still cover all T): (B, queries, D)."""
         B, T, D = x.shape
         Q = queries or T
         q, k, v = self.qkv(x).split(D, dim=2)
         q = q[:, T - Q :].reshape(B, Q, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, Q, Dh)
         k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
         v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask[:, :, T - Q :], dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, Q, Dh)
+        if mask is None and 1 < Q < T:
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril().expand(B, 1, T, T)
+        p = self.dropout if self.training else 0.0
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, T - Q :], dropout_p=p)
+        else:  # no padding: the causal kernel (Q == T), or the newest position sees everything (Q == 1)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=Q > 1)  # (B, H, Q, Dh)
         y = y.transpose(1, 2).contiguous().view(B, Q, D)
         return self.resid_drop(self.proj(y))
 
@@ -61,7 +66,7 @@ class Block(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
         )
 
-    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None, queries: int = 0) -> Tensor:
         """(B, T, D) -> (B, T, D), or (B, queries, D): the last positions only (see attention)."""
         a = self.attn(self.ln1(x), mask, queries)
         x = (x[:, -queries:] if queries else x) + a
@@ -95,7 +100,7 @@ class GatedBlock(nn.Module):
         self.mlp = SwiGLU(d_model, 4 * d_model, dropout)
         self.gate2 = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, mask: Tensor, queries: int = 0) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None, queries: int = 0) -> Tensor:
         a = self.attn(self.ln1(x), mask, queries)
         x = x[:, -queries:] if queries else x
         x = x + torch.sigmoid(self.gate1(x)) * a
@@ -145,7 +150,7 @@ class SASRec(nn.Module):
         block = BLOCKS[c.block]
         self.blocks = nn.ModuleList([block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
-        self._compiled: Callable[[Tensor, Tensor, bool], Tensor] | None = None  # see `compile_encoder`
+        self._compiled: Callable[[Tensor, Tensor | None, bool], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
 
     @staticmethod
@@ -215,17 +220,21 @@ class SASRec(nn.Module):
         if self.gap_emb is not None and gaps is not None:
             x = x + self.gap_emb(gaps.clamp(0, N_TIME_GAP_BUCKETS - 1))
         real = seq != 0  # (B, T)
+        if bool(real.all()):  # e.g. one user's live sequence: no mask to build
+            return (self._compiled or self.encode)(self.drop(x), None, last)
         x = self.drop(x) * real.unsqueeze(-1)
         return (self._compiled or self.encode)(x, real, last)
 
-    def encode(self, x: Tensor, real: Tensor, last: bool = False) -> Tensor:
-        """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding -> (B, T, D),
-        or (B, 1, D) with ``last``. Its shapes never depend on the catalog, so `compile_encoder` can
-        compile it once."""
+    def encode(self, x: Tensor, real: Tensor | None, last: bool = False) -> Tensor:
+        """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding (None: no
+        padding) -> (B, T, D), or (B, 1, D) with ``last``. Its shapes never depend on the catalog, so
+        `compile_encoder` can compile it once."""
         T = x.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=x.device)
-        mask = mask.unsqueeze(1)  # (B, 1, T, T); a position always sees itself (no empty rows)
+        mask = None
+        if real is not None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            mask = (causal & real.unsqueeze(1)) | torch.eye(T, dtype=torch.bool, device=x.device)
+            mask = mask.unsqueeze(1)  # (B, 1, T, T); a position always sees itself (no empty rows)
         for k, block in enumerate(self.blocks):
             x = block(x, mask, 1 if last and k == len(self.blocks) - 1 else 0)
         return self.ln_f(x)
