@@ -51,7 +51,7 @@ class OnlineConfig:
     ema_decay: float = 0.98  # per step
     unlikelihood: float = 0.5  # weight of the explicit-negative term
     item_ttl_s: float = 0.0  # 0 = items never expire
-    compile: bool = False  # torch.compile the encoder: ~2.5x faster steps after ~40 s of warm-up
+    compile: bool = False  # torch.compile the encoder (see `SASRec.compile_encoder`)
     seed: int = 0
     threads: int = 1  # intra-op threads of each step
     nice: int = 10  # `liverec learn` lowers its CPU priority by this much: requests come first
