@@ -90,6 +90,28 @@ def test_deterministic_for_a_fixed_seed(case: str) -> None:
         b.update(sb.feedback(rewards, ctx))
 
 
+IGNORE_VECTORS = sorted(c for c, make in CASES.items() if not make(0).uses_vectors)
+
+
+def test_the_vector_free_policies_say_so() -> None:
+    assert IGNORE_VECTORS == ["epsilon", "greedy", "plackett_luce"]
+
+
+@pytest.mark.parametrize("case", IGNORE_VECTORS)
+def test_a_policy_that_says_it_ignores_vectors_serves_the_same_without_them(case: str) -> None:
+    """``uses_vectors = False`` lets the server skip computing item vectors: same seed, same
+    updates, identical slates and propensities with and without vectors in the context."""
+    a, b = CASES[case](3), CASES[case](3)
+    for i in range(15):
+        rows, scores, ctx = inputs(i % 3)
+        bare = {"user_id": ctx["user_id"]}
+        sa, sb = a.select(rows, scores, 3, ctx), b.select(rows, scores, 3, bare)
+        np.testing.assert_array_equal(sa.rows, sb.rows)
+        np.testing.assert_array_equal(sa.propensities, sb.propensities)
+        a.update(sa.feedback(np.array([1.0, 0.0, 0.0]), ctx))
+        b.update(sb.feedback(np.array([1.0, 0.0, 0.0]), bare))
+
+
 @pytest.mark.parametrize("m", [0, 1, 2])
 def test_fewer_candidates_than_k(case: str, m: int) -> None:
     policy = CASES[case](0)

@@ -119,6 +119,7 @@ class Policy(ABC):
 
     name: str = "policy"
     deterministic: bool = False
+    uses_vectors: bool = True  # reads ``user_vector``/``item_vectors`` (False: the server skips them)
 
     @abstractmethod
     def select(
@@ -254,6 +255,7 @@ class Greedy(Policy):
 
     name = "greedy"
     deterministic = True
+    uses_vectors = False
 
     def select(
         self, candidates: np.ndarray, scores: np.ndarray, k: int, context: Mapping[str, Any] | None = None

@@ -68,6 +68,7 @@ class EpsilonGreedy(Policy):
     best remaining. ``seed`` fixes the draws. Ignores feedback."""
 
     name = "epsilon"
+    uses_vectors = False
 
     def __init__(self, epsilon: float = 0.1, seed: int | None = None) -> None:
         if not 0.0 <= epsilon <= 1.0:

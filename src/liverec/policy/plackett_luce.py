@@ -39,6 +39,7 @@ class PlackettLuce(Policy):
     """Softmax sampling without replacement at ``temperature`` (lower = greedier). Ignores feedback."""
 
     name = "plackett_luce"
+    uses_vectors = False
 
     def __init__(
         self,

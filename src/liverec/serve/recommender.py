@@ -76,10 +76,11 @@ class Recommender:
         if extra:
             mask[extra] = False
         cands = top_rows(scores, mask, max(self.candidates, k))
+        vectors = user_vector is not None and self.policy.uses_vectors
         context = {
             "user_id": user_id,
             "user_vector": user_vector,
-            "item_vectors": model.item_vectors(cands) if user_vector is not None else None,
+            "item_vectors": model.item_vectors(cands) if vectors else None,
         }
         slate = self.policy.select(cands, scores[cands], k, context)
         ids = self.catalog.ids
