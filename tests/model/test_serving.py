@@ -335,3 +335,31 @@ def test_promote_and_rollback_switch_a_real_server_with_no_failed_request(
         assert seen is not None
         late = [m for start, _, _, m in results if seen <= start < until]
         assert late and set(late) == {f"transformer@{target}"}, (target, set(late))
+
+
+def test_a_new_model_version_rebases_the_policy_on_its_vectors(
+    tmp_path: Path, trained: Trained, encoder: TextEncoder
+) -> None:
+    """LinUCB learns on the served model's vectors; when another version starts serving, what it
+    learned on the old vector space is dropped (prior again), and so are slates awaiting feedback."""
+    settings = make_settings(tmp_path / "data").model_copy(update={"policy": {"name": "linucb"}})
+    fill_store(settings, world_items(), crowd_events(), encoder)
+    registry = ModelRegistry(settings.registry_path)
+    registry.promote(registry.save(trained.fresh(), trained.vocab))
+    engine = start_engine(settings, encoder)
+    try:
+        assert engine.feedback is not None
+        policy = engine.recommender.policy
+        engine.ingest([click("U", "football-0", T0 + 100), click("U", "football-1", T0 + 101)])
+        for k in range(3):  # served lists, then clicks on their top items after the join window
+            rec = engine.recommend("U", k=3)
+            engine.ingest([click("U", rec.items[0].item_id, time.time() + k)])
+        engine.feedback.advance(time.time() + 3_600)
+        assert policy.linear.n_updates > 0  # type: ignore[attr-defined]
+        engine.recommend("U", k=3)
+        assert engine.feedback.served  # this slate's vectors wait for its feedback
+        registry.promote(registry.save(trained.fresh(), trained.vocab))
+        wait_until(lambda: engine.model_version.endswith("v000002"), "the new version")
+        assert policy.linear.n_updates == 0 and not engine.feedback.served  # type: ignore[attr-defined]
+    finally:
+        engine.close()

@@ -112,6 +112,25 @@ def test_a_policy_that_says_it_ignores_vectors_serves_the_same_without_them(case
         b.update(sb.feedback(np.array([1.0, 0.0, 0.0]), bare))
 
 
+def test_rebase_forgets_exactly_what_was_learned_from_vectors(case: str) -> None:
+    """After a model change (`rebase`), a policy that learned from feedback with vectors serves like
+    one that got the same feedback without them: per-item counts stay, vector-space learning goes."""
+    a, b = CASES[case](5), CASES[case](5)
+    for i in range(40):
+        rows, scores, ctx = inputs(i % 4)
+        sa = a.select(rows, scores, 3, ctx)
+        b.select(rows, scores, 3, ctx)  # keeps b's random generator in step with a's
+        rewards = np.array([float(i % 3 == 0), 0.0, float(i % 5 == 0)])
+        a.update(sa.feedback(rewards, ctx))
+        b.update(sa.feedback(rewards, {"user_id": "u1"}))  # the same slate and rewards, no vectors
+    a.rebase()
+    for i in range(10):
+        rows, scores, ctx = inputs(10 + i % 3)
+        sa, sb = a.select(rows, scores, 3, ctx), b.select(rows, scores, 3, ctx)
+        np.testing.assert_array_equal(sa.rows, sb.rows)
+        np.testing.assert_allclose(sa.propensities, sb.propensities)
+
+
 @pytest.mark.parametrize("m", [0, 1, 2])
 def test_fewer_candidates_than_k(case: str, m: int) -> None:
     policy = CASES[case](0)

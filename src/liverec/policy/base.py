@@ -133,6 +133,10 @@ class Policy(ABC):
     def update(self, feedback: Sequence[Feedback]) -> None:  # noqa: B027 - stateless policies skip it
         """Learn from rewards of earlier slates. Must accept any row (unknown ones included)."""
 
+    def rebase(self) -> None:  # noqa: B027 - policies that learn nothing from vectors skip it
+        """A new model version serves: its vectors mean something else, so forget what was learned
+        on the old ones (per-item counts stay: they do not depend on the model)."""
+
     def sample(
         self,
         candidates: np.ndarray,

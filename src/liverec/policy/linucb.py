@@ -36,6 +36,9 @@ class LinUCB(Policy):
         self.lam = float(lam)
         self.linear = BayesLinear(lam)
 
+    def rebase(self) -> None:
+        self.linear.reset(self.linear.dim)
+
     def ucb(self, context: Mapping[str, Any] | None, m: int) -> np.ndarray | None:
         """(M,) float64 upper confidence bounds of the candidates, or None without vectors."""
         vectors = context_vectors(context, m)

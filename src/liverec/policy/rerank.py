@@ -154,3 +154,6 @@ class MMR(Policy):
 
     def update(self, feedback: Sequence[Feedback]) -> None:
         self.policy.update(feedback)
+
+    def rebase(self) -> None:
+        self.policy.rebase()

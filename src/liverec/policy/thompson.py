@@ -95,6 +95,9 @@ class ThompsonSampling(Policy):
         self.impressions: dict[int, int] = {}
         self.clicks: dict[int, int] = {}
 
+    def rebase(self) -> None:
+        self.linear.reset(self.linear.dim)
+
     def _scores(
         self, rows: np.ndarray, s: np.ndarray, context: Mapping[str, Any] | None, n: int
     ) -> np.ndarray:

@@ -118,7 +118,10 @@ class Engine:
 
     def _swap(self, model: Model) -> None:
         with self._lock:
+            changed = model.version != self.recommender.model.version
             self.recommender.model = model
+            if changed and self.feedback is not None:
+                self.feedback.rebase()
         offset = getattr(model, "trained_offset", 0)
         if offset and self.observe is not None:
             for seconds in self.freshness.trained(offset):

@@ -46,6 +46,12 @@ class PolicyFeedback:
         while len(self.served) > self.capacity:
             self.served.popitem(last=False)
 
+    def rebase(self) -> None:
+        """A new model serves: slates chosen with the old one's vectors teach counts only, and the
+        policy forgets what it learned on those vectors."""
+        self.served.clear()
+        self.policy.rebase()
+
     def fold(self, accepted: Sequence[StoredEvent]) -> int:
         """Feed new log events; teaches the policy from every impression whose window closed."""
         return self._teach(self.joiner.feed_many(accepted))
