@@ -107,8 +107,8 @@ def test_replay_is_bounded_and_recency_weighted() -> None:
         buf.add(serial[:, None], serial)
     assert len(buf) == 200
     assert sorted(buf.targets.tolist()) == list(range(800, 1_000))
-    _, got = buf.sample(40_000)
-    assert got.min() >= 800
+    _, got, weights = buf.sample(40_000)
+    assert got.min() >= 800 and np.all(weights == 1.0)  # added without weights: 1
     age = 999 - got
     # P(age < 50) = (1 - 2^-1) / (1 - 2^-4) = 0.533; P(age >= 150) = (2^-3 - 2^-4) / (1 - 2^-4) = 0.067
     assert abs(float(np.mean(age < 50)) - 0.5 / 0.9375) < 0.02
@@ -298,3 +298,32 @@ def test_track_windows_match_gap_buckets_of_the_whole_sequence() -> None:
                 want[1, length - n :] = gap_buckets(np.asarray(all_times))[-n:]
                 want[2, length - n :] = all_types[-n:]
             np.testing.assert_array_equal(track.example(length, extra), want)
+
+
+def test_positives_are_weighted_by_the_inverse_propensity_of_their_impression(trained: Trained) -> None:
+    """With `ips_max`, a click on an item the policy showed with propensity p weighs min(ips_max,
+    1/p); a click with no logged impression weighs 1; without `ips_max` every weight is 1. The
+    step's loss is then the weighted mean of the examples' cross-entropies."""
+    shown = {"propensity": 0.1, "request_id": "r", "position": 3}
+    evs = [
+        click("u", "space-0", 10.0),
+        click("u", "space-1", 11.0, EventType.impression, context={**shown, "propensity": 0.5}),
+        click("u", "space-2", 11.0, EventType.impression, context=shown),
+        click("u", "space-1", 12.0),  # shown with 0.5 -> 2
+        click("u", "space-2", 13.0),  # shown with 0.1 -> 10, capped at 4
+        click("u", "space-3", 14.0),  # never shown -> 1
+    ]
+    for cap, expected in ((4.0, [2.0, 4.0, 1.0]), (0.0, [1.0, 1.0, 1.0])):
+        lrn = learner(trained, window=4, ips_max=cap)
+        lrn.fold(stored(evs), train=False)
+        assert lrn.replay.weights[: len(lrn.replay)].tolist() == expected
+    lrn = learner(trained, window=4, ips_max=4.0)
+    lrn.fold(stored(evs), train=False)
+    n = len(lrn.replay)
+    inp, tgt, w = lrn.replay.inputs[:n], lrn.replay.targets[:n], lrn.replay.weights[:n]
+    scores = torch.from_numpy(lrn.scores(lrn.net, inp))
+    scores[:, 0] = -torch.inf
+    nll = -torch.log_softmax(scores, dim=1)[torch.arange(n), torch.from_numpy(tgt.astype(np.int64))]
+    want = float((torch.from_numpy(w) * nll).sum() / w.sum())
+    assert lrn._step(inp, tgt, None, w) == pytest.approx(want, rel=1e-5)
+    assert want != pytest.approx(float(nll.mean()), rel=1e-3)  # the weights matter here

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -50,6 +50,8 @@ class OnlineConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.98  # per step
     unlikelihood: float = 0.5  # weight of the explicit-negative term
+    ips_max: float = 0.0  # > 0: weight a positive by 1 / propensity of the impression it came from
+    # (inverse propensity, capped at this), so items a policy shows more are not learned as better
     item_ttl_s: float = 0.0  # 0 = items never expire
     compile: bool = False  # torch.compile the encoder (see `SASRec.compile_encoder`)
     seed: int = 0
@@ -148,6 +150,7 @@ class OnlineLearner:
         self.replay = ReplayBuffer(c.replay_capacity, (3, c.window), c.replay_half_life, c.seed)
         self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.last_seen = np.zeros(net.config.n_items + 1, dtype=np.float64)
+        self.shown: OrderedDict[tuple[str, str], float] = OrderedDict()  # (user, item) -> propensity
         self.clock = 0.0
         self.steps = 0
         self.examples = 0
@@ -207,6 +210,7 @@ class OnlineLearner:
         w = self.cfg.window
         fresh_in: list[np.ndarray] = []
         fresh_tgt: list[int] = []
+        fresh_w: list[float] = []
         neg_in: list[np.ndarray] = []
         neg_tgt: list[int] = []
         new_ids: list[str] = []
@@ -215,6 +219,8 @@ class OnlineLearner:
             ev = s.event
             self.offset = max(self.offset, s.offset)
             if ev.type is EventType.impression:
+                if self.cfg.ips_max > 0 and ev.context.propensity is not None:
+                    self._remember_shown(ev.user_id, ev.item_id, ev.context.propensity)
                 continue
             stats.events += 1
             ok = admitted[k] if admitted is not None else self.filter is None or self.filter.check(ev) is None
@@ -231,6 +237,7 @@ class OnlineLearner:
                 if track.items and track.items[-1] != idx:  # a repeat teaches nothing servable
                     fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
+                    fresh_w.append(self._weight(ev.user_id, ev.item_id))
                 track.add(idx, ev.timestamp, EVENT_TYPE_IDS[ev.type])
                 self.clock = max(self.clock, ev.timestamp)
                 if idx < len(self.last_seen):
@@ -247,28 +254,49 @@ class OnlineLearner:
                 self.last_seen[self.vocab.row(item_id) + 1] = self.clock  # type: ignore[operator]
         if train and fresh_tgt:
             stats.loss, stats.steps = self._train(
-                np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), neg_in, neg_tgt
+                np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), np.asarray(fresh_w), neg_in, neg_tgt
             )
         elif fresh_tgt:
-            self.replay.add(np.stack(fresh_in), np.asarray(fresh_tgt, np.int32))
+            self.replay.add(np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), np.asarray(fresh_w))
         return stats
 
+    def _remember_shown(self, user_id: str, item_id: str, propensity: float) -> None:
+        self.shown[(user_id, item_id)] = propensity
+        self.shown.move_to_end((user_id, item_id))
+        if len(self.shown) > self.cfg.replay_capacity:  # bounded: the oldest impressions go first
+            self.shown.popitem(last=False)
+
+    def _weight(self, user_id: str, item_id: str) -> float:
+        """1 / propensity of the user's latest impression of the item (capped at `ips_max`); 1 when
+        weighting is off or the positive came from no logged impression (search, direct visits)."""
+        if self.cfg.ips_max <= 0:
+            return 1.0
+        p = self.shown.pop((user_id, item_id), None)
+        return 1.0 if p is None else min(self.cfg.ips_max, 1.0 / max(p, 1e-12))
+
     def _train(
-        self, inp: np.ndarray, tgt: np.ndarray, neg_in: list[np.ndarray], neg_tgt: list[int]
+        self,
+        inp: np.ndarray,
+        tgt: np.ndarray,
+        weights: np.ndarray,
+        neg_in: list[np.ndarray],
+        neg_tgt: list[int],
     ) -> tuple[float, int]:
         c = self.cfg
         per_step = max(1, round(c.batch_size * (1.0 - c.replay_ratio)))
         losses = []
         for start in range(0, len(tgt), per_step):
             f_in, f_tgt = inp[start : start + per_step], tgt[start : start + per_step]
-            r_in, r_tgt = self.replay.sample(
+            f_w = weights[start : start + per_step]
+            r_in, r_tgt, r_w = self.replay.sample(
                 round(len(f_tgt) * c.replay_ratio / max(1e-9, 1 - c.replay_ratio))
             )
-            batch_in = np.concatenate([f_in, r_in]) if len(r_tgt) else f_in
-            batch_tgt = np.concatenate([f_tgt, r_tgt]) if len(r_tgt) else f_tgt
+            batch_in = np.concatenate([f_in, r_in])
+            batch_tgt = np.concatenate([f_tgt, r_tgt])
+            batch_w = np.concatenate([f_w, r_w])
             negs = (np.stack(neg_in), np.asarray(neg_tgt, np.int64)) if neg_in and start == 0 else None
-            losses.append(self._step(batch_in, batch_tgt, negs))
-            self.replay.add(f_in, f_tgt)
+            losses.append(self._step(batch_in, batch_tgt, negs, batch_w))
+            self.replay.add(f_in, f_tgt, f_w)
             self.examples += len(f_tgt)
         return float(np.mean(losses)), len(losses)
 
@@ -287,8 +315,15 @@ class OnlineLearner:
         types = x[:, 2] if net.config.event_types else None
         return net.forward(x[:, 0], types, gaps, table=table, last=True)[:, -1]
 
-    def _step(self, inp: np.ndarray, tgt: np.ndarray, negs: tuple[np.ndarray, np.ndarray] | None) -> float:
-        """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices."""
+    def _step(
+        self,
+        inp: np.ndarray,
+        tgt: np.ndarray,
+        negs: tuple[np.ndarray, np.ndarray] | None,
+        weights: np.ndarray | None = None,
+    ) -> float:
+        """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices, ``weights``
+        (B,) float example weights (None = all 1)."""
         c = self.cfg
         self.net.train(c.dropout)  # eval mode = no dropout; gradients flow either way
         for group in self.opt.param_groups:
@@ -301,13 +336,19 @@ class OnlineLearner:
         if expired is None:
             mask = torch.zeros(logits.shape[1], dtype=torch.bool)
             mask[0] = True
-            loss = F.cross_entropy(logits.index_fill(1, torch.tensor([0]), -torch.inf), targets)
+            padded_out = logits.index_fill(1, torch.tensor([0]), -torch.inf)
+            nll = F.cross_entropy(padded_out, targets, reduction="none")
         else:
             mask = expired.clone()
             mask[0] = True
             mask_b = mask.unsqueeze(0).expand_as(logits).clone()
             mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
-            loss = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets)
+            nll = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets, reduction="none")
+        if weights is None or not np.any(weights != 1.0):
+            loss = nll.mean()
+        else:
+            w = torch.from_numpy(weights.astype(np.float32))
+            loss = (w * nll).sum() / w.sum()
         if negs is not None and c.unlikelihood > 0:
             hn = self.hidden(self.net, negs[0], table)
             p = torch.softmax((hn @ table.T).masked_fill(mask, -torch.inf), dim=1)

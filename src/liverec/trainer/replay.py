@@ -17,6 +17,7 @@ class ReplayBuffer:
         self.half_life = half_life
         self.inputs = np.zeros((capacity, *shape), dtype=np.int32)
         self.targets = np.zeros(capacity, dtype=np.int32)
+        self.weights = np.ones(capacity, dtype=np.float32)  # example weights (inverse propensities)
         self.serial = np.zeros(capacity, dtype=np.int64)  # arrival number of each slot's example
         self.added = 0
         self.rng = np.random.default_rng(seed)
@@ -24,21 +25,22 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return min(self.added, self.capacity)
 
-    def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
-        """inputs (B, *shape) int32, targets (B,) int32."""
+    def add(self, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """inputs (B, *shape) int32, targets (B,) int32, weights (B,) float (None = 1)."""
         for k in range(len(targets)):
             slot = self.added % self.capacity
             self.inputs[slot] = inputs[k]
             self.targets[slot] = targets[k]
+            self.weights[slot] = 1.0 if weights is None else weights[k]
             self.serial[slot] = self.added
             self.added += 1
 
-    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n, *shape) inputs and (n,) targets, newer examples more likely."""
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, *shape) inputs, (n,) targets and (n,) weights, newer examples more likely."""
         size = len(self)
         if size == 0 or n <= 0:
-            return np.zeros((0, *self.shape), np.int32), np.zeros(0, np.int32)
+            return np.zeros((0, *self.shape), np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
         age = (self.added - 1 - self.serial[:size]).astype(np.float64)
         weights = np.exp2(-age / self.half_life)
         idx = self.rng.choice(size, size=n, p=weights / weights.sum())
-        return self.inputs[idx], self.targets[idx]
+        return self.inputs[idx], self.targets[idx], self.weights[idx]
