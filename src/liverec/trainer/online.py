@@ -336,8 +336,8 @@ class OnlineLearner:
         if expired is None:
             mask = torch.zeros(logits.shape[1], dtype=torch.bool)
             mask[0] = True
-            padded_out = logits.index_fill(1, torch.tensor([0]), -torch.inf)
-            nll = F.cross_entropy(padded_out, targets, reduction="none")
+            no_pad = logits.index_fill(1, torch.tensor([0]), -torch.inf)
+            nll = F.cross_entropy(no_pad, targets, reduction="none")
         else:
             mask = expired.clone()
             mask[0] = True
