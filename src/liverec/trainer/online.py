@@ -34,6 +34,7 @@ from liverec.trainer.replay import ReplayBuffer
 
 TextFn = Callable[[list[str]], dict[str, np.ndarray]]  # item ids -> text embeddings (384,) float32
 NEGATIVE_TYPES = (EventType.dislike, EventType.skip)
+SHOWN_CAPACITY = 100_000  # impressions remembered for their propensities (`ips_max`); oldest go first
 
 
 @dataclass
@@ -263,7 +264,7 @@ class OnlineLearner:
     def _remember_shown(self, user_id: str, item_id: str, propensity: float) -> None:
         self.shown[(user_id, item_id)] = propensity
         self.shown.move_to_end((user_id, item_id))
-        if len(self.shown) > self.cfg.replay_capacity:  # bounded: the oldest impressions go first
+        if len(self.shown) > SHOWN_CAPACITY:
             self.shown.popitem(last=False)
 
     def _weight(self, user_id: str, item_id: str) -> float:
