@@ -39,8 +39,13 @@ class CausalSelfAttention(nn.Module):
         still cover all T): (B, queries, D)."""
         B, T, D = x.shape
         Q = queries or T
-        q, k, v = self.qkv(x).split(D, dim=2)
-        q = q[:, T - Q :].reshape(B, Q, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, Q, Dh)
+        if Q < T:  # queries for the last Q positions only; keys and values for all
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, T - Q :], w[:D], b[:D])  # (B, Q, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=2)  # (B, T, D) each
+        else:
+            q, k, v = self.qkv(x).split(D, dim=2)
+        q = q.reshape(B, Q, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, Q, Dh)
         k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
         v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
         if mask is None and 1 < Q < T:

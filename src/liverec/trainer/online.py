@@ -16,12 +16,14 @@ import copy
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
@@ -56,7 +58,10 @@ class OnlineConfig:
     item_ttl_s: float = 0.0  # 0 = items never expire
     compile: bool = False  # torch.compile the encoder (see `SASRec.compile_encoder`)
     seed: int = 0
-    threads: int = 1  # intra-op threads of each step
+    threads: int = 1  # intra-op threads of each step's ops
+    # each step's batch is cut into this many shards whose forward and backward run in parallel
+    # threads (one sync per step, not per op, so a shard preempted by the server costs little)
+    shards: int = 2
     nice: int = 10  # `liverec learn` lowers its CPU priority by this much: requests come first
 
     def to_dict(self) -> dict[str, object]:
@@ -119,6 +124,17 @@ class Track:
         return out
 
 
+def _sum(grads: Sequence[Tensor | None]) -> Tensor | None:
+    """Sum of the shards' gradients for one parameter, in shard order (None: unused by all)."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    out = present[0].clone() if len(present) > 1 else present[0]
+    for g in present[1:]:
+        out += g
+    return out
+
+
 def _tail(values: deque[int], n: int) -> list[int]:
     """The last ``n`` entries of a deque, oldest first, without copying the rest of it."""
     tail = list(islice(reversed(values), n))
@@ -149,7 +165,10 @@ class OnlineLearner:
         self.filter = event_filter
         self.users: dict[str, Track] = {}
         self.replay = ReplayBuffer(c.replay_capacity, (3, c.window), c.replay_half_life, c.seed)
-        self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay, foreach=True)
+        if c.shards < 1:
+            raise ValueError(f"[online] shards must be >= 1, got {c.shards}")
+        self._pool = ThreadPoolExecutor(c.shards - 1, "liverec-shard") if c.shards > 1 else None
         self.last_seen = np.zeros(net.config.n_items + 1, dtype=np.float64)
         self.shown: OrderedDict[tuple[str, str], float] = OrderedDict()  # (user, item) -> propensity
         self.clock = 0.0
@@ -310,8 +329,12 @@ class OnlineLearner:
         return torch.from_numpy(stale)
 
     def hidden(self, net: SASRec, examples: np.ndarray, table: torch.Tensor) -> torch.Tensor:
-        """(B, D) last hidden state for (B, 3, W) examples (items, gap buckets, event types)."""
-        x = torch.from_numpy(examples.astype(np.int64))
+        """(B, D) last hidden state for (B, 3, W) examples (items, gap buckets, event types).
+        Columns that are padding in every example are cut first: positions count back from the
+        newest item, so that changes nothing but the work."""
+        real = examples[:, 0] != 0  # (B, W)
+        start = int(real.any(axis=0).argmax()) if real.any() else examples.shape[2] - 1
+        x = torch.from_numpy(examples[:, :, start:].astype(np.int64))
         gaps = x[:, 1] if net.config.time_gaps else None
         types = x[:, 2] if net.config.event_types else None
         return net.forward(x[:, 0], types, gaps, table=table, last=True)[:, -1]
@@ -324,45 +347,82 @@ class OnlineLearner:
         weights: np.ndarray | None = None,
     ) -> float:
         """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices, ``weights``
-        (B,) float example weights (None = all 1)."""
+        (B,) float example weights (None = all 1).
+
+        The batch is cut into `shards` parts whose forward and backward run in parallel threads
+        against one detached item table; their gradients are summed in a fixed order (so a seed
+        fixes the result), then pushed once through the table into the id and text-projection
+        weights."""
         c = self.cfg
         self.net.train(c.dropout)  # eval mode = no dropout; gradients flow either way
         for group in self.opt.param_groups:
             group["lr"] = c.lr / math.sqrt(1.0 + self.steps / c.lr_decay_steps)
         table = self.net.item_table()  # (M+1, D)
-        h = self.hidden(self.net, inp, table)  # (B, D)
-        logits = h @ table.T  # (B, M+1)
-        targets = torch.from_numpy(tgt.astype(np.int64))
-        expired = self._candidates_mask()
-        if expired is None:
-            mask = torch.zeros(logits.shape[1], dtype=torch.bool)
-            mask[0] = True
-            no_pad = logits.index_fill(1, torch.tensor([0]), -torch.inf)
-            nll = F.cross_entropy(no_pad, targets, reduction="none")
-        else:
-            mask = expired.clone()
-            mask[0] = True
-            mask_b = mask.unsqueeze(0).expand_as(logits).clone()
-            mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
-            nll = F.cross_entropy(logits.masked_fill(mask_b, -torch.inf), targets, reduction="none")
-        if weights is None or not np.any(weights != 1.0):
-            loss = nll.mean()
-        else:
-            w = torch.from_numpy(weights.astype(np.float32))
-            loss = (w * nll).sum() / w.sum()
-        if negs is not None and c.unlikelihood > 0:
-            hn = self.hidden(self.net, negs[0], table)
-            p = torch.softmax((hn @ table.T).masked_fill(mask, -torch.inf), dim=1)
-            p_neg = p[torch.arange(len(negs[1])), torch.from_numpy(negs[1])]
-            loss = loss + c.unlikelihood * -torch.log1p(-p_neg.clamp(max=1 - 1e-6)).mean()
+        leaf = table.detach().requires_grad_()  # every shard's gradient w.r.t. the table lands here
+        mask = self._candidates_mask()  # (M+1,) bool or None
+        w = None if weights is None or not np.any(weights != 1.0) else weights.astype(np.float32)
+        total = float(len(tgt) if w is None else w.sum())
+        # the id and text-projection weights are reached only through the table
+        params = [p for n, p in self.net.named_parameters() if n not in ("id_emb.weight", "text_proj.weight")]
+
+        def shard(rows: np.ndarray, with_negs: bool) -> tuple[float, tuple[Tensor | None, ...]]:
+            loss = self._shard_loss(leaf, inp[rows], tgt[rows], None if w is None else w[rows], total, mask)
+            if with_negs and negs is not None and c.unlikelihood > 0:
+                loss = loss + c.unlikelihood * self._unlikelihood(leaf, negs, mask)
+            return float(loss.item()), torch.autograd.grad(loss, [*params, leaf], allow_unused=True)
+
+        # shards of similar window lengths, so that each cuts its own padding (see `hidden`)
+        order = np.argsort((inp[:, 0] != 0).sum(axis=1), kind="stable")
+        parts = [p for p in np.array_split(order, c.shards) if len(p)]
+        futures = [self._pool.submit(shard, p, False) for p in parts[1:]] if self._pool else []
+        results = [shard(parts[0], True), *(f.result() for f in futures)]
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        *grads, table_grad = [_sum(g) for g in zip(*(r[1] for r in results), strict=True)]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        if table_grad is not None:  # once, on the summed gradient: (M+1, D) -> ids, text projection
+            table.backward(table_grad)
         if c.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
         self.opt.step()
         self.steps += 1
         self._update_ema()
-        return float(loss.item())
+        return sum(r[0] for r in results)
+
+    def _shard_loss(
+        self,
+        table: Tensor,
+        inp: np.ndarray,
+        tgt: np.ndarray,
+        weights: np.ndarray | None,
+        total: float,
+        mask: Tensor | None,
+    ) -> Tensor:
+        """This shard's part of the batch's mean (weighted) cross-entropy: sum / ``total``.
+        ``table`` (M+1, D); ``mask`` (M+1,) bool expired items (None: none), never the target."""
+        h = self.hidden(self.net, inp, table)  # (b, D)
+        logits = (h @ table.T).index_fill(1, torch.tensor([0]), -torch.inf)  # (b, M+1), no padding
+        targets = torch.from_numpy(tgt.astype(np.int64))
+        if mask is not None:
+            mask_b = mask.unsqueeze(0).expand_as(logits).clone()
+            mask_b[torch.arange(len(targets)), targets] = False  # the target is always a candidate
+            logits = logits.masked_fill(mask_b, -torch.inf)
+        nll = F.cross_entropy(logits, targets, reduction="none")  # (b,)
+        if weights is not None:
+            nll = nll * torch.from_numpy(weights)
+        return nll.sum() / total
+
+    def _unlikelihood(
+        self, table: Tensor, negs: tuple[np.ndarray, np.ndarray], mask: Tensor | None
+    ) -> Tensor:
+        """Mean -log(1 - p(item)) of explicit negatives: ``negs`` = (B, 3, W) windows, (B,) items."""
+        hn = self.hidden(self.net, negs[0], table)
+        logits = (hn @ table.T).index_fill(1, torch.tensor([0]), -torch.inf)
+        if mask is not None:
+            logits = logits.masked_fill(mask, -torch.inf)
+        p = torch.softmax(logits, dim=1)
+        p_neg = p[torch.arange(len(negs[1])), torch.from_numpy(negs[1])]
+        return -torch.log1p(-p_neg.clamp(max=1 - 1e-6)).mean()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
