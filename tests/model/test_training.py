@@ -17,6 +17,7 @@ from liverec.trainer.offline import (
     TrainConfig,
     build_model,
     fit_transformer,
+    lr_factor,
     scorer,
     train,
     train_config,
@@ -133,3 +134,19 @@ def test_random_crops_cover_long_histories() -> None:
     for (inp, _, _), tgt in training_batches([long], config, batch_size=4, rng=rng, crop=False):
         fixed.update((inp[inp > 0] - 1).tolist() + (tgt[tgt > 0] - 1).tolist())
     assert fixed == set(range(31, 40))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_by_epochs_or_by_the_time_budget() -> None:
+    """Warmup rises linearly to the base rate; the cosine then reaches ~0 at the last epoch, or
+    at `max_seconds` if that comes first (a time-boxed run ends its decay either way)."""
+    cfg = TrainConfig(schedule="cosine", epochs=23, warmup_epochs=3)
+    assert lr_factor(cfg, 1) == pytest.approx(0.25)
+    assert lr_factor(cfg, 3.5) == pytest.approx(3.5 / 4)
+    assert lr_factor(cfg, 4) == pytest.approx(1.0)
+    assert lr_factor(cfg, 14) == pytest.approx(0.5)  # halfway through the 20 decay epochs
+    assert lr_factor(cfg, 24) == pytest.approx(0.0, abs=1e-12)
+    boxed = TrainConfig(schedule="cosine", epochs=1000, warmup_epochs=3, max_seconds=100.0)
+    assert lr_factor(boxed, 5, elapsed_s=50.0) == pytest.approx(0.5)  # time share 0.5 > epoch share
+    assert lr_factor(boxed, 5, elapsed_s=100.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(boxed, 2, elapsed_s=99.0) == pytest.approx(0.5)  # warmup is by epochs only
+    assert lr_factor(TrainConfig(), 7, elapsed_s=1e6) == 1.0  # constant

@@ -37,7 +37,9 @@ class TrainConfig:
     max_seconds: float = 0.0  # 0 = no time budget
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
     compile: bool = False  # torch.compile the encoder (faster epochs after a one-off compile)
-    schedule: str = "constant"  # "cosine": linear warmup, then cosine decay to 0 over `epochs`
+    # "cosine": linear warmup, then cosine decay to 0 over the run; the run ends after `epochs` or
+    # `max_seconds`, whichever comes first, so a time-boxed run still ends its decay at the budget
+    schedule: str = "constant"
     warmup_epochs: int = 3
 
     def to_dict(self) -> dict[str, object]:
@@ -82,14 +84,19 @@ class WeightAverage:
             b_avg.copy_(b)
 
 
-def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    """Multiplier of the base learning rate in ``epoch`` (1-based)."""
+def lr_factor(cfg: TrainConfig, epoch: float, elapsed_s: float = 0.0) -> float:
+    """Multiplier of the base learning rate at ``epoch`` (1-based; fractions inside an epoch) after
+    ``elapsed_s`` seconds of training. The cosine's progress is the larger of the epoch share and
+    the time-budget share, so a run cut by `max_seconds` ends its decay near zero either way."""
     if cfg.schedule == "constant":
         return 1.0
-    if epoch <= cfg.warmup_epochs:
+    if epoch < cfg.warmup_epochs + 1:
         return epoch / (cfg.warmup_epochs + 1)
     span = max(1, cfg.epochs - cfg.warmup_epochs)
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - cfg.warmup_epochs - 1) / span))
+    progress = (epoch - cfg.warmup_epochs - 1) / span
+    if cfg.max_seconds:
+        progress = max(progress, elapsed_s / cfg.max_seconds)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def seed_everything(seed: int) -> None:
@@ -226,13 +233,13 @@ def train(
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use constant or cosine")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, epoch)
         t0 = time.perf_counter()
         total, count = 0.0, 0
-        for (inp, gaps, types), tgt in training_batches(
-            train_seqs, model.config, cfg.batch_size, rng, cfg.crop
-        ):
+        batches = training_batches(train_seqs, model.config, cfg.batch_size, rng, cfg.crop)
+        for step, ((inp, gaps, types), tgt) in enumerate(batches):
+            factor = lr_factor(cfg, epoch + step / len(batches), time.perf_counter() - t_start)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * factor
             loss = model.loss(inp, tgt, types, gaps, exclude=excl, log_q=log_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
