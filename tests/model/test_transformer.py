@@ -15,7 +15,7 @@ from liverec.model.features import gap_buckets as time_gap_buckets
 from liverec.model.popularity import PopularityCooc
 from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
-from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.model.transformer import Dropout, SASRec, TransformerConfig
 from liverec.store.catalog import Catalog
 from liverec.trainer.offline import TrainConfig, train
 
@@ -94,6 +94,41 @@ def test_last_only_forward_equals_the_full_forward_at_the_newest_position(block:
     net.config.dropout = 0.0
     net(seq, types, gaps, last=True).sum().backward()
     assert net.blocks[0].attn.qkv.weight.grad is not None and net.id_emb.weight.grad is not None
+
+
+def test_dropout_is_inverted_dropout_and_off_in_eval() -> None:
+    """The uniform-draw `Dropout`: identity in eval mode; in training it zeroes a share ~p of the
+    inputs and scales the rest by 1 / (1 - p), so the mean is kept."""
+    torch.manual_seed(0)
+    x = torch.rand(200_000) + 0.5
+    drop = Dropout(0.3).eval()
+    assert drop(x) is x
+    y = drop.train()(x)
+    zero = y == 0
+    assert abs(float(zero.float().mean()) - 0.3) < 0.005
+    assert torch.allclose(y[~zero], x[~zero] / 0.7)
+    assert abs(float(y.mean() / x.mean()) - 1.0) < 0.01
+    assert Dropout(0.0).train()(x) is x
+
+
+@pytest.mark.parametrize("block", ["prenorm", "gated"])
+def test_attention_dropout_by_hand_equals_the_fused_kernels_when_nothing_is_dropped(block: str) -> None:
+    """Training with dropout computes attention by hand (SDPA's own dropout is slow on a CPU); with
+    every dropout rate set to 0 it must equal the fused path, padded or not, full or last-only."""
+    net = tiny(dropout=0.3, block=block)
+    gen = torch.Generator().manual_seed(3)
+    seq = torch.randint(1, 13, (4, 9), generator=gen)
+    seq[0, :4] = 0
+    want = [net(seq), net(seq, last=True), net(seq[1:]), net(seq[1:], last=True)]
+    net.train()
+    for m in net.modules():
+        if isinstance(m, Dropout):
+            m.p = 0.0  # the attention modules still take the by-hand path (their rate is 0.3)
+    got = [net(seq), net(seq, last=True), net(seq[1:]), net(seq[1:], last=True)]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+    net.blocks[0].attn.attn_drop.p = 0.5  # and dropping does reach the attention weights
+    assert not torch.allclose(net(seq[1:]), want[2], atol=1e-3)
 
 
 def test_left_padding_does_not_change_the_last_hidden_state() -> None:
@@ -349,3 +384,24 @@ def test_compiled_encoder_matches_eager_and_survives_growth() -> None:
     assert clone._compiled is None and net._compiled is not None
     with torch.no_grad():
         assert torch.allclose(clone.forward(grown), compiled, atol=1e-5)
+
+
+def test_full_loss_is_the_mean_cross_entropy_over_real_items_without_the_excluded() -> None:
+    """Next-item loss = mean over target positions of -log softmax over items 1..N (padding and
+    excluded items never candidates); with ``future`` > 1 the k-th next item weighs decay^(k-1)."""
+    net = tiny()
+    seq = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
+    targets = torch.tensor([[0, 4, 5, 6], [2, 3, 4, 5]])
+    exclude = torch.zeros(13, dtype=torch.bool)
+    exclude[[7, 8]] = True
+    h = net(seq)[targets != 0]  # (P, D)
+    logits = h @ net.item_table()[1:].T
+    logits[:, [6, 7]] = -torch.inf  # items 7, 8 (model indices) are columns 6, 7
+    want = F.cross_entropy(logits, targets[targets != 0] - 1)
+    torch.testing.assert_close(net.loss(seq, targets, exclude=exclude), want)
+    two = torch.stack([targets, torch.tensor([[0, 5, 6, 0], [3, 4, 5, 6]])], dim=-1)  # (B, T, 2)
+    logp = F.log_softmax(logits, dim=1)
+    y = two[targets != 0]  # (P, 2)
+    nll = -logp.gather(1, (y - 1).clamp(min=0))
+    w = torch.tensor([1.0, net.config.future_decay]) * (y != 0)
+    torch.testing.assert_close(net.loss(seq, two, exclude=exclude), (nll * w).sum() / w.sum())
