@@ -63,13 +63,11 @@ class CausalSelfAttention(nn.Module):
         q = q.reshape(B, Q, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, Q, Dh)
         k = k.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
         v = v.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
-        if mask is None and 1 < Q < T:
+        by_hand = self.training and self.dropout > 0  # SDPA's own dropout is 5x slower on a CPU
+        if mask is None and Q > 1 and (Q < T or by_hand):
             mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril().expand(B, 1, T, T)
-        if self.training and self.dropout > 0:
-            # by hand: SDPA's own dropout takes its slow path on a CPU (5x the time of no dropout)
+        if by_hand:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D // self.n_heads))  # (B, H, Q, T)
-            if mask is None and Q > 1:
-                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril().expand(B, 1, T, T)
             if mask is not None:
                 att = att.masked_fill(~mask[:, :, T - Q :], -torch.inf)
             y = self.attn_drop(att.softmax(dim=-1)) @ v  # (B, H, Q, Dh)
@@ -196,6 +194,9 @@ class SASRec(nn.Module):
         """Text embeddings for model indices ``rows`` (R,) int64; ``vectors`` (R, Dt) float32."""
         with torch.no_grad():
             self.text_emb[rows] = vectors.to(self.text_emb.dtype)
+
+    # the parameters `item_table` is made of (nothing else in the model reads them)
+    TABLE_PARAMETERS = ("id_emb.weight", "text_proj.weight")
 
     def item_table(self, hide_ids: Tensor | None = None) -> Tensor:
         """(N+1, D) float32 item representations; ``hide_ids`` (N+1,) bool drops id embeddings."""

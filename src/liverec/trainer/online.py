@@ -332,8 +332,8 @@ class OnlineLearner:
         """(B, D) last hidden state for (B, 3, W) examples (items, gap buckets, event types).
         Columns that are padding in every example are cut first: positions count back from the
         newest item, so that changes nothing but the work."""
-        real = examples[:, 0] != 0  # (B, W)
-        start = int(real.any(axis=0).argmax()) if real.any() else examples.shape[2] - 1
+        used = (examples[:, 0] != 0).any(axis=0)  # (W,) columns with a real item somewhere
+        start = int(used.argmax()) if used.any() else examples.shape[2] - 1
         x = torch.from_numpy(examples[:, :, start:].astype(np.int64))
         gaps = x[:, 1] if net.config.time_gaps else None
         types = x[:, 2] if net.config.event_types else None
@@ -363,7 +363,7 @@ class OnlineLearner:
         w = None if weights is None or not np.any(weights != 1.0) else weights.astype(np.float32)
         total = float(len(tgt) if w is None else w.sum())
         # the id and text-projection weights are reached only through the table
-        params = [p for n, p in self.net.named_parameters() if n not in ("id_emb.weight", "text_proj.weight")]
+        params = [p for n, p in self.net.named_parameters() if n not in SASRec.TABLE_PARAMETERS]
 
         def shard(rows: np.ndarray, with_negs: bool) -> tuple[float, tuple[Tensor | None, ...]]:
             loss = self._shard_loss(leaf, inp[rows], tgt[rows], None if w is None else w[rows], total, mask)
