@@ -36,4 +36,4 @@ def test_unknown_names_and_params_raise_clearly() -> None:
         make_policy("greedy", mmr_pool_factor=2)
     with pytest.raises(ValueError):
         make_policy("epsilon", epsilon=2.0)
-    assert policy_params("linucb") == ["alpha", "lam"]
+    assert policy_params("linucb") == ["alpha", "lam", "user_weight", "user_lam", "user_window"]

@@ -12,7 +12,11 @@ model) start a fresh prior.
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
+
 import numpy as np
+
+from liverec.policy.base import Feedback
 
 REFRESH = 1000  # updates between exact re-inversions of A (amortised O(D^3 / REFRESH))
 
@@ -91,3 +95,92 @@ class BayesLinear:
             self._chol = chol
         z = rng.standard_normal((n, mu.shape[0]))
         return mu[None, :] + sigma * (z @ chol.T)
+
+
+class UserPosterior:
+    """Per-user Bayesian linear regression of position-centred rewards on unit item vectors, over
+    each user's last ``window`` shown items.
+
+    Why per user: a shared theta learns which directions of the model's space pay off for everyone,
+    but a user whose taste moved is only found by exploring *that user's* unknown directions, and
+    only that user's non-clicks say the model's top items stopped working for them. Rewards are
+    centred by the mean reward of their position (examination falls with rank), so y > 0 means "did
+    better than a typical item shown there". Model: ``y ~ x . theta_u + noise``, prior
+    ``theta_u ~ N(0, sigma^2 / lam I)``, x = item vector / its norm. Old evidence drops out of the
+    window, which is how the posterior follows drift; up to ``max_users`` users are kept (least
+    recently updated forgotten first). The observations keep the vectors they were served with, so a
+    new model version does not invalidate them at once (the window renews them).
+    """
+
+    def __init__(
+        self, lam: float, window: int, max_users: int = 100_000, position_rate: float = 1e-3
+    ) -> None:
+        if not lam > 0:
+            raise ValueError(f"user_lam (prior precision) must be > 0, got {lam}")
+        if window < 1 or max_users < 1:
+            raise ValueError("user_window and max_users must be >= 1")
+        self.lam = float(lam)
+        self.window = int(window)
+        self.max_users = int(max_users)
+        self.position_rate = float(position_rate)
+        self.users: OrderedDict[str, deque[tuple[np.ndarray, float]]] = OrderedDict()
+        self.position_mean: dict[int, float] = {}  # running mean reward per position
+
+    def observe(self, user_id: str, item_vector: np.ndarray, position: int, reward: float) -> None:
+        """Add one shown item's reward to ``user_id``'s window (``item_vector`` (D,))."""
+        norm = float(np.linalg.norm(item_vector))
+        if norm == 0.0 or not np.isfinite(norm):
+            return
+        base = self.position_mean.get(position, reward)
+        self.position_mean[position] = base + self.position_rate * (reward - base)
+        obs = self.users.get(user_id)
+        if obs is None:
+            obs = self.users[user_id] = deque(maxlen=self.window)
+            if len(self.users) > self.max_users:
+                self.users.popitem(last=False)
+        else:
+            self.users.move_to_end(user_id)
+        obs.append((np.asarray(item_vector, dtype=np.float64) / norm, reward - base))
+
+    def posterior(self, user_id: str | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(D,) mean and (D, D) precision (units of 1 / sigma^2) of ``user_id``'s theta; the prior
+        when the user has no observations in ``dim`` dimensions."""
+        obs = [(x, y) for x, y in self.users.get(user_id or "", ()) if x.shape[0] == dim]
+        precision = self.lam * np.eye(dim)
+        if not obs:
+            return np.zeros(dim), precision
+        x = np.stack([o[0] for o in obs])  # (n, D)
+        y = np.fromiter((o[1] for o in obs), np.float64, len(obs))
+        precision += x.T @ x
+        return np.linalg.solve(precision, x.T @ y), precision
+
+    def sample(
+        self, user_id: str | None, items: np.ndarray, n: int, sigma: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(n, M) draws of x . theta_u for the candidates' item vectors ``items`` (M, D)."""
+        mu, precision = self.posterior(user_id, items.shape[1])
+        # theta = mu + sigma * L^-T z with L L^T = precision has covariance sigma^2 precision^-1
+        chol = np.linalg.cholesky(precision)
+        z = rng.standard_normal((mu.shape[0], n))
+        theta = mu[:, None] + sigma * np.linalg.solve(chol.T, z)  # (D, n)
+        return (unit_rows(items) @ theta).T
+
+    def ucb(self, user_id: str | None, items: np.ndarray, alpha: float) -> np.ndarray:
+        """(M,) x . mu + alpha * sqrt(x precision^-1 x) for the candidates ``items`` (M, D)."""
+        mu, precision = self.posterior(user_id, items.shape[1])
+        x = unit_rows(items)
+        width = np.sqrt(np.maximum(np.einsum("md,dm->m", x, np.linalg.solve(precision, x.T)), 0.0))
+        return x @ mu + alpha * width
+
+
+def unit_rows(items: np.ndarray) -> np.ndarray:
+    """(M, D) rows of ``items`` scaled to unit norm (zero rows stay zero)."""
+    norms = np.linalg.norm(items, axis=1, keepdims=True)
+    return items / np.where(norms > 0, norms, 1.0)
+
+
+def observe_user(posterior: UserPosterior, fb: Feedback, reward: float) -> None:
+    """Feed one `Feedback` to ``posterior`` when it knows its user and item vector."""
+    user_id = fb.context.get("user_id") if fb.context else None
+    if user_id is not None and fb.item_vector is not None:
+        posterior.observe(str(user_id), np.asarray(fb.item_vector, dtype=np.float64), fb.position, reward)

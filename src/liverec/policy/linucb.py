@@ -19,22 +19,35 @@ from typing import Any
 import numpy as np
 
 from liverec.policy.base import Feedback, Policy, Slate, check_inputs, context_vectors, make_slate, top_k
-from liverec.policy.linear import BayesLinear
+from liverec.policy.linear import BayesLinear, UserPosterior, observe_user
 
 
 class LinUCB(Policy):
     """``alpha``: width of the confidence bonus (0 = greedy on the posterior mean); ``lam``: prior
-    precision around theta = 1 (larger = trusts the model score longer)."""
+    precision around theta = 1 (larger = trusts the model score longer); ``user_weight`` > 0 adds
+    ``user_weight * (x . mu_u + alpha * width_u)`` from the user's own posterior over their last
+    ``user_window`` shown items (`liverec.policy.linear.UserPosterior`, prior precision ``user_lam``)."""
 
     name = "linucb"
     deterministic = True
 
-    def __init__(self, alpha: float = 1.0, lam: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        lam: float = 1.0,
+        user_weight: float = 0.0,
+        user_lam: float = 1.0,
+        user_window: int = 100,
+    ) -> None:
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if user_weight < 0:
+            raise ValueError(f"user_weight must be >= 0, got {user_weight}")
         self.alpha = float(alpha)
         self.lam = float(lam)
         self.linear = BayesLinear(lam)
+        self.user_weight = float(user_weight)
+        self.user = UserPosterior(user_lam, user_window)
 
     def rebase(self) -> None:
         self.linear.reset(self.linear.dim)
@@ -47,7 +60,11 @@ class LinUCB(Policy):
         u, items = vectors
         phi = items * u[None, :]
         mean = self.linear.mean(phi)
-        return mean + self.alpha * self.linear.width(phi) if self.alpha > 0 else mean
+        out = mean + self.alpha * self.linear.width(phi) if self.alpha > 0 else mean
+        if self.user_weight > 0:
+            user_id = context.get("user_id") if context else None
+            out = out + self.user_weight * self.user.ucb(user_id, items, self.alpha)
+        return out
 
     def select(
         self, candidates: np.ndarray, scores: np.ndarray, k: int, context: Mapping[str, Any] | None = None
@@ -62,5 +79,9 @@ class LinUCB(Policy):
         for fb in feedback:
             phi = fb.features()
             reward = float(fb.reward)
-            if phi is not None and np.isfinite(reward):
+            if not np.isfinite(reward):
+                continue
+            if phi is not None:
                 self.linear.update(phi, reward)
+            if self.user_weight > 0:
+                observe_user(self.user, fb, reward)

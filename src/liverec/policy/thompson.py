@@ -12,6 +12,11 @@ Per request, one draw of everything uncertain ranks the candidates:
   ``(1 - cold_weight) * score + cold_weight * (lo + p * (hi - lo))``, where lo and hi are the lowest
   and highest (finite) scores among this draw's candidates: the Beta draw decides how high among
   the candidates a cold item lands (cold_weight = 1 replaces its score).
+- (c) The user's own taste (``user_weight`` > 0): a draw of x . theta_u from the user's posterior
+  over their last ``user_window`` shown items (`liverec.policy.linear.UserPosterior`: each item's
+  reward minus its position's mean, on unit item vectors x), times ``user_weight`` (score units per
+  unit of reward), is added to every candidate's score. Directions the user has not been shown
+  lately stay uncertain and get explored; items like the ones the user kept ignoring sink.
 
 Logged: ``propensities[p]`` is a Monte Carlo estimate of the marginal P(row at position p): the
 share of ``n_propensity_samples`` further independent draws (all drawn in one vectorised batch
@@ -46,7 +51,7 @@ from liverec.policy.base import (
     top_k,
     top_k_rows,
 )
-from liverec.policy.linear import BayesLinear
+from liverec.policy.linear import BayesLinear, UserPosterior, observe_user
 
 
 class ThompsonSampling(Policy):
@@ -54,7 +59,8 @@ class ThompsonSampling(Policy):
     exploration); ``lam``: the prior precision around theta = 1 (larger = trusts the model longer);
     ``a``, ``b``: the Beta prior of a cold item's click rate; ``min_impressions``: impressions after
     which a row stops being cold; ``cold_weight`` in [0, 1]: how much of a cold row's score the
-    Beta draw replaces."""
+    Beta draw replaces; ``user_weight``: weight of the per-user posterior draw (0 = off),
+    ``user_lam`` its prior precision and ``user_window`` how many recent shown items it keeps."""
 
     name = "thompson"
 
@@ -69,6 +75,9 @@ class ThompsonSampling(Policy):
         n_propensity_samples: int = 100,
         min_propensity: float = PROPENSITY_FLOOR,
         seed: int | None = None,
+        user_weight: float = 0.0,
+        user_lam: float = 1.0,
+        user_window: int = 100,
     ) -> None:
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
@@ -92,6 +101,10 @@ class ThompsonSampling(Policy):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.linear = BayesLinear(lam)
+        if user_weight < 0:
+            raise ValueError(f"user_weight must be >= 0, got {user_weight}")
+        self.user_weight = float(user_weight)
+        self.user = UserPosterior(user_lam, user_window)
         self.impressions: dict[int, int] = {}
         self.clicks: dict[int, int] = {}
 
@@ -113,6 +126,9 @@ class ThompsonSampling(Policy):
             out = np.tile(self.linear.mean(items * u[None, :]), (n, 1))
         else:
             out = np.tile(finite_scores(s), (n, 1))
+        if vectors is not None and self.user_weight > 0:
+            user_id = context.get("user_id") if context else None
+            out = out + self.user_weight * self.user.sample(user_id, vectors[1], n, self.sigma, self.rng)
         if self.min_impressions == 0 or self.cold_weight == 0.0 or rows.size == 0:
             return out
         imp = np.fromiter((self.impressions.get(r, 0) for r in rows.tolist()), np.float64, rows.size)
@@ -167,3 +183,5 @@ class ThompsonSampling(Policy):
             phi = fb.features()
             if phi is not None:
                 self.linear.update(phi, reward)
+            if self.user_weight > 0:
+                observe_user(self.user, fb, reward)
