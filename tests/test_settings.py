@@ -151,3 +151,21 @@ def test_missing_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         load_settings()
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path)  # a directory is not a config file
+
+
+def test_policy_section_builds_the_engines_policy_and_candidate_pool(tmp_path: Path) -> None:
+    from liverec.policy import ThompsonSampling
+    from liverec.serve.engine import Engine
+
+    policy = {"name": "thompson", "user_weight": 2.0, "candidates": 7, "feedback_window_s": 5.0}
+    engine = Engine(Settings(data_dir=tmp_path, store_url="memory://", policy=policy))
+    try:
+        assert engine.recommender.candidates == 7
+        assert isinstance(engine.recommender.policy, ThompsonSampling)
+        assert engine.recommender.policy.user_weight == 2.0
+    finally:
+        engine.close()
+    with pytest.raises(ValueError, match="user_wieght"):
+        Engine(
+            Settings(data_dir=tmp_path, store_url="memory://", policy={"name": "thompson", "user_wieght": 1})
+        )

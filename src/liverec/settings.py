@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     policy: dict[str, Any] = Field(
         default_factory=lambda: {"name": "greedy"},
         description="exploration policy: name (greedy, epsilon, plackett_luce, thompson, linucb), its "
-        "parameters, and feedback_window_s (how long rewards are attributed to a served slate)",
+        "parameters, feedback_window_s (how long rewards are attributed to a served slate) and "
+        "candidates (how many of the model's top items it chooses from, default 100)",
     )
     join: dict[str, Any] = Field(
         default_factory=dict, description="JoinConfig fields (reward attribution), e.g. window_s"

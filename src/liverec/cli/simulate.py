@@ -53,6 +53,9 @@ def simulate(
     items: Annotated[int, typer.Option(min=1)] = 1000,
     warmup: Annotated[int, typer.Option(min=0, help="visits logged by a uniformly random policy")] = 20_000,
     learn_every: Annotated[int, typer.Option(min=1, help="visits between online learner steps")] = 50,
+    candidates: Annotated[
+        int, typer.Option(min=1, help="the model's top items the policy chooses from")
+    ] = 100,
     windows: Annotated[int, typer.Option(min=1, help="windows of the per-window report")] = 20,
     policy_param: Annotated[
         list[str] | None, typer.Option("--policy-param", help="policy parameter k=v (repeatable)")
@@ -86,6 +89,7 @@ def simulate(
             arrival_rate=arrival_rate,
             warmup=warmup,
             learn_every=learn_every,
+            candidates=candidates,
             online_params=parse_params(online_param or []),
             windows=windows,
             store=store,

@@ -63,7 +63,8 @@ class Engine:
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
         policy = policy or policy_from_settings(settings)
-        self.recommender = Recommender(self.catalog, self.state, self.popularity, policy)
+        candidates = int(settings.policy.get("candidates", 100))
+        self.recommender = Recommender(self.catalog, self.state, self.popularity, policy, candidates)
         self.feedback: PolicyFeedback | None = None
         if learns(policy):
             window = float(settings.policy.get("feedback_window_s", 300.0))
@@ -210,9 +211,13 @@ def limit_threads(n: int) -> None:
     threadpool_limits(n)
 
 
+ENGINE_POLICY_KEYS = ("name", "feedback_window_s", "candidates")
+
+
 def policy_from_settings(settings: Settings) -> Policy:
-    """The serving policy named in ``[policy]`` (``feedback_window_s`` is the engine's, not the policy's)."""
-    params = {k: v for k, v in settings.policy.items() if k not in ("name", "feedback_window_s")}
+    """The serving policy named in ``[policy]`` (``feedback_window_s`` and ``candidates`` are the
+    engine's, not the policy's)."""
+    params = {k: v for k, v in settings.policy.items() if k not in ENGINE_POLICY_KEYS}
     return make_policy(str(settings.policy.get("name", "greedy")), **params)
 
 
