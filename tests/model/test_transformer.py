@@ -405,3 +405,36 @@ def test_full_loss_is_the_mean_cross_entropy_over_real_items_without_the_exclude
     nll = -logp.gather(1, (y - 1).clamp(min=0))
     w = torch.tensor([1.0, net.config.future_decay]) * (y != 0)
     torch.testing.assert_close(net.loss(seq, two, exclude=exclude), (nll * w).sum() / w.sum())
+
+
+def test_label_smoothing_spreads_over_candidates_only() -> None:
+    """(1 - eps) * -log p(target) + eps * mean over the candidates of -log p, excluded items left out
+    (with -inf logits, torch's own label_smoothing would make the loss infinite)."""
+    net = tiny(label_smoothing=0.2)
+    seq = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
+    targets = torch.tensor([[0, 4, 5, 6], [2, 3, 4, 5]])
+    exclude = torch.zeros(13, dtype=torch.bool)
+    exclude[[7, 8]] = True
+    h = net(seq)[targets != 0]
+    cands = torch.tensor([i for i in range(12) if i not in (6, 7)])
+    logp_c = F.log_softmax((h @ net.item_table()[1:].T)[:, cands], dim=1)
+    y = targets[targets != 0] - 1
+    pos = torch.tensor([int((cands == t).nonzero()) for t in y])
+    want = (0.8 * -logp_c[torch.arange(len(y)), pos] + 0.2 * -logp_c.mean(dim=1)).mean()
+    got = net.loss(seq, targets, exclude=exclude)
+    torch.testing.assert_close(got, want)
+    assert torch.isfinite(got) and not torch.allclose(got, tiny().loss(seq, targets, exclude=exclude))
+
+
+def test_input_dropout_removes_items_and_their_targets_in_training_only() -> None:
+    net = tiny(dropout=0.0, input_dropout=0.4)
+    seq = torch.tensor([[0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6]])
+    targets = torch.tensor([[0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7]])
+    torch.manual_seed(3)
+    got = net.train().loss(seq, targets)
+    torch.manual_seed(3)
+    drop = (torch.rand(seq.shape) < 0.4) & (seq != 0)  # the draw the loss makes first
+    assert drop.any() and not drop.all()
+    want = net.eval().loss(seq.masked_fill(drop, 0), targets.masked_fill(drop, 0))
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(net.eval().loss(seq, targets), tiny().loss(seq, targets))  # eval: no removal

@@ -145,6 +145,8 @@ class TransformerConfig:
     max_len: int = 200
     dropout: float = 0.2
     id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
+    input_dropout: float = 0.0  # share of a training sequence's items removed from its input (and targets)
+    label_smoothing: float = 0.0  # share of each target's probability spread over the other candidates
     event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
     time_gaps: bool = False  # add an embedding of the time since the previous interaction
     future: int = 1  # train each position on the next `future` items (1 = next-item prediction)
@@ -297,13 +299,19 @@ class SASRec(nn.Module):
         (N+1,) bool: items never scored (held out); ``log_q`` (N+1,) float32 log sampling
         probabilities, needed by the sampled loss."""
         c = self.config
+        if targets.dim() == 2:
+            targets = targets.unsqueeze(-1)  # (B, T, 1)
+        if self.training and c.input_dropout > 0:
+            # a removed item is a hole in the context (attention skips it), and its position has no
+            # hidden state worth a target: both go, the later positions keep theirs
+            drop = (torch.rand(seq.shape, device=seq.device) < c.input_dropout) & (seq != 0)  # (B, T)
+            seq = seq.masked_fill(drop, 0)
+            targets = targets.masked_fill(drop.unsqueeze(-1), 0)
         hide = None
         if self.training and c.id_dropout > 0:
             hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout
         table = self.item_table(hide)  # (N+1, D)
         h = self.forward(seq, types, gaps, table)  # (B, T, D)
-        if targets.dim() == 2:
-            targets = targets.unsqueeze(-1)  # (B, T, 1)
         keep = targets[..., 0] != 0
         h, y = h[keep], targets[keep]  # (P, D), (P, K)
         if c.loss == "sampled":
@@ -311,9 +319,13 @@ class SASRec(nn.Module):
         logits = h @ table[1:].T  # (P, N): the padding row is never a candidate
         if exclude is not None:
             logits = logits.masked_fill(exclude[1:], -torch.inf)
-        if y.shape[1] == 1:  # next-item prediction: one fused log-softmax + NLL
+        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction: one fused log-softmax + NLL
             return F.cross_entropy(logits, y[:, 0] - 1)
         logp = F.log_softmax(logits, dim=1)
+        if c.label_smoothing:  # over the candidates only (excluded items have -inf, no share)
+            cands = logp[:, ~exclude[1:]] if exclude is not None else logp
+            smooth = -cands.mean(dim=1, keepdim=True)  # (P, 1)
+            logp = (1 - c.label_smoothing) * logp - c.label_smoothing * smooth
         # the next item weighs 1, the k-th next future_decay^(k-1); absent (0) targets weigh 0
         weights = c.future_decay ** torch.arange(y.shape[1], dtype=logp.dtype) * (y != 0)
         nll = torch.where(y != 0, -logp.gather(1, (y - 1).clamp(min=0)), 0.0) * weights  # (P, K)
