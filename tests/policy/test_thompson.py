@@ -72,3 +72,22 @@ def test_counts_and_posterior_follow_feedback() -> None:
     )
     assert policy.impressions == {7: 2, 9: 1} and policy.clicks == {7: 1}
     assert policy.linear.n_updates == 2
+
+
+def test_beta_quantile_draws_follow_the_beta_posterior() -> None:
+    """The cached inverse-CDF draws of cold rows match Beta(a + clicks, b + non-clicks)."""
+    from scipy import stats
+
+    from liverec.policy.thompson import BetaQuantiles
+
+    beta = BetaQuantiles(1.0, 1.0)
+    clicks, non = np.array([0.0, 2.0, 0.0, 5.0]), np.array([0.0, 3.0, 9.0, 1.0])
+    draws = beta.draw(clicks, non, 20_000, np.random.default_rng(0))  # (n, C)
+    assert draws.shape == (20_000, 4) and draws.min() >= 0.0 and draws.max() <= 1.0
+    for c in range(4):
+        dist = stats.beta(1.0 + clicks[c], 1.0 + non[c])
+        assert stats.kstest(draws[:, c], dist.cdf).pvalue > 0.01
+        assert abs(draws[:, c].mean() - dist.mean()) < 0.01
+    assert len(beta.rows) == 4
+    beta.draw(np.array([2.0]), np.array([3.0]), 5, np.random.default_rng(1))
+    assert len(beta.rows) == 4 and beta.table.shape == (4, BetaQuantiles.GRID + 1)  # reused, not recomputed

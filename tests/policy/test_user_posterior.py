@@ -120,3 +120,15 @@ def test_a_rebase_keeps_the_users_windows(name: str) -> None:
     policy.update(slate.feedback([1.0, 0.0], ctx))
     policy.rebase()
     assert len(policy.user.users["u"]) == 2  # type: ignore[attr-defined]
+
+
+def test_a_new_observation_replaces_the_cached_posterior() -> None:
+    post = UserPosterior(lam=1.0, window=10, position_rate=0.0)
+    x1, x2 = np.eye(D)[0], np.eye(D)[1]
+    post.observe("u", x1, 0, 0.0)  # position 0's mean is 0 from now on
+    post.observe("u", x1, 0, 1.0)
+    mu, _ = post.posterior("u", D)
+    assert mu[0] == pytest.approx(1.0 / 3.0) and mu[1] == 0.0  # (1 + 1 + 1)^-1 * 1
+    post.observe("u", x2, 0, 1.0)
+    mu, _ = post.posterior("u", D)
+    assert mu[1] == pytest.approx(0.5)

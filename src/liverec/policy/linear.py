@@ -125,6 +125,8 @@ class UserPosterior:
         self.position_rate = float(position_rate)
         self.users: OrderedDict[str, deque[tuple[np.ndarray, float]]] = OrderedDict()
         self.position_mean: dict[int, float] = {}  # running mean reward per position
+        # user -> (mean, precision, Cholesky factor of the precision), until their next observation
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def observe(self, user_id: str, item_vector: np.ndarray, position: int, reward: float) -> None:
         """Add one shown item's reward to ``user_id``'s window (``item_vector`` (D,))."""
@@ -137,30 +139,44 @@ class UserPosterior:
         if obs is None:
             obs = self.users[user_id] = deque(maxlen=self.window)
             if len(self.users) > self.max_users:
-                self.users.popitem(last=False)
+                self._cache.pop(self.users.popitem(last=False)[0], None)
         else:
             self.users.move_to_end(user_id)
         obs.append((np.asarray(item_vector, dtype=np.float64) / norm, reward - base))
+        self._cache.pop(user_id, None)
 
     def posterior(self, user_id: str | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(D,) mean and (D, D) precision (units of 1 / sigma^2) of ``user_id``'s theta; the prior
         when the user has no observations in ``dim`` dimensions."""
-        obs = [(x, y) for x, y in self.users.get(user_id or "", ()) if x.shape[0] == dim]
+        mu, precision, _ = self._posterior(user_id, dim)
+        return mu, precision
+
+    def _posterior(self, user_id: str | None, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`posterior` plus the precision's Cholesky factor, cached until the user's next observation."""
+        key = user_id or ""
+        cached = self._cache.get(key)
+        if cached is not None and cached[0].shape[0] == dim:
+            return cached
+        obs = [(x, y) for x, y in self.users.get(key, ()) if x.shape[0] == dim]
         precision = self.lam * np.eye(dim)
-        if not obs:
-            return np.zeros(dim), precision
-        x = np.stack([o[0] for o in obs])  # (n, D)
-        y = np.fromiter((o[1] for o in obs), np.float64, len(obs))
-        precision += x.T @ x
-        return np.linalg.solve(precision, x.T @ y), precision
+        if obs:
+            x = np.stack([o[0] for o in obs])  # (n, D)
+            y = np.fromiter((o[1] for o in obs), np.float64, len(obs))
+            precision += x.T @ x
+            mu = np.linalg.solve(precision, x.T @ y)
+        else:
+            mu = np.zeros(dim)
+        out = (mu, precision, np.linalg.cholesky(precision))
+        if obs:  # unknown users share the prior: nothing to keep per user
+            self._cache[key] = out
+        return out
 
     def sample(
         self, user_id: str | None, items: np.ndarray, n: int, sigma: float, rng: np.random.Generator
     ) -> np.ndarray:
         """(n, M) draws of x . theta_u for the candidates' item vectors ``items`` (M, D)."""
-        mu, precision = self.posterior(user_id, items.shape[1])
+        mu, _, chol = self._posterior(user_id, items.shape[1])
         # theta = mu + sigma * L^-T z with L L^T = precision has covariance sigma^2 precision^-1
-        chol = np.linalg.cholesky(precision)
         z = rng.standard_normal((mu.shape[0], n))
         theta = mu[:, None] + sigma * np.linalg.solve(chol.T, z)  # (D, n)
         return (unit_rows(items) @ theta).T
