@@ -20,3 +20,22 @@ def test_top_k_by_score_with_ties_in_candidate_order() -> None:
 
 def test_still_importable_from_base() -> None:
     assert Greedy is BaseGreedy and Greedy().name == "greedy"
+
+
+def test_top_k_rows_match_a_stable_sort_of_each_row() -> None:
+    """The batched top-k of the Monte Carlo draws, with and without ties across the k-th place."""
+    from liverec.policy.base import top_k_rows
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        scores = rng.normal(size=(50, 30)).astype(dtype)
+        scores[3, :] = 1.0  # a row of ties: candidate order
+        scores[4, [2, 9, 17]] = 5.0  # a tie within the k kept
+        for k in (1, 4, 29, 30, 31):
+            want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            got = top_k_rows(scores, k)
+            assert got.dtype == np.int64
+            exact = [0, 1, 2, 4] if k >= 3 else [0, 1, 2]  # row 4's tie lies within the k kept
+            np.testing.assert_array_equal(got[exact], want[exact])
+            np.testing.assert_array_equal(np.sort(got[3]), np.arange(min(k, 30)))  # any k of the tied
+    assert top_k_rows(np.zeros((2, 0)), 3).shape == (2, 0)

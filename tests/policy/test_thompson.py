@@ -88,6 +88,53 @@ def test_beta_quantile_draws_follow_the_beta_posterior() -> None:
         dist = stats.beta(1.0 + clicks[c], 1.0 + non[c])
         assert stats.kstest(draws[:, c], dist.cdf).pvalue > 0.01
         assert abs(draws[:, c].mean() - dist.mean()) < 0.01
-    assert len(beta.rows) == 4
+    assert len(beta) == 4
+    assert beta.draw(clicks, non, 3, np.random.default_rng(0)).dtype == np.float32
     beta.draw(np.array([2.0]), np.array([3.0]), 5, np.random.default_rng(1))
-    assert len(beta.rows) == 4 and beta.table.shape == (4, BetaQuantiles.GRID + 1)  # reused, not recomputed
+    assert len(beta) == 4 and beta.table.shape == (4, BetaQuantiles.GRID)  # reused, not recomputed
+
+
+def test_beta_quantiles_fill_every_cold_count_pair_at_once() -> None:
+    """The first draw computes all pairs a cold row can have, so no later request pays for one."""
+    from liverec.policy.thompson import BetaQuantiles
+
+    beta = BetaQuantiles(1.0, 1.0, max_total=10)
+    beta.draw(np.array([0]), np.array([0]), 1, np.random.default_rng(0))
+    assert len(beta) == 55  # pairs with clicks + non-clicks < 10
+    beta.draw(np.array([9, 0, 3]), np.array([0, 9, 6]), 1, np.random.default_rng(0))
+    assert len(beta) == 55
+    huge = BetaQuantiles(1.0, 1.0, max_total=10**9)  # too many to fill: pairs come as they are seen
+    huge.draw(np.array([2]), np.array([40]), 1, np.random.default_rng(0))
+    assert len(huge) == 1
+
+
+def test_counts_of_rows_outside_the_vocabulary_are_kept_apart() -> None:
+    policy = ThompsonSampling()
+    policy.update([Feedback(r, 0, 1.0, 0.5) for r in (3, 3, -5, 10**12, 2**40)])
+    policy.update([Feedback(10**12, 1, 0.0, 0.5)])
+    assert policy.impressions == {3: 2, -5: 1, 10**12: 2, 2**40: 1}
+    assert policy.clicks == {3: 2, -5: 1, 10**12: 1, 2**40: 1}
+    imp, clk = policy.counts.get(np.array([10**12, 3, 4, -5], dtype=np.int64))
+    assert imp.tolist() == [2, 2, 0, 1] and clk.tolist() == [1, 2, 0, 1]
+
+
+def test_value_marginals_equal_the_ranked_estimate() -> None:
+    """Propensities from sorted values equal those from ranking every draw, and ties send the
+    caller back to ranking."""
+    from liverec.policy.base import empirical_marginals, top_k_rows
+    from liverec.policy.thompson import value_marginals
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=40)
+    draws = (base[None, :] + 0.3 * rng.normal(size=(201, 40))).astype(np.float32)  # (1 + n, M)
+    for kk in (1, 5, 40):
+        served, marg = value_marginals(draws, kk, 0.001)  # type: ignore[misc]
+        rankings = top_k_rows(draws, kk)
+        np.testing.assert_array_equal(served, rankings[0])
+        np.testing.assert_allclose(marg, empirical_marginals(rankings[1:], rankings[0], 0.001))
+        assert 0.001 < marg.max() < 1.0
+    tied = draws.copy()
+    tied[7, 3] = tied[7].max()  # a tie at the top of one draw
+    assert value_marginals(tied, 5, 0.001) is None
+    same = np.tile(draws[:1], (5, 1))  # nothing random: every draw agrees
+    np.testing.assert_array_equal(value_marginals(same, 5, 0.001)[1], np.ones(5))  # type: ignore[index]

@@ -132,3 +132,17 @@ def test_a_new_observation_replaces_the_cached_posterior() -> None:
     post.observe("u", x2, 0, 1.0)
     mu, _ = post.posterior("u", D)
     assert mu[1] == pytest.approx(0.5)
+
+
+def test_a_vector_of_another_width_starts_the_window_over() -> None:
+    """A new model's space: the old vectors cannot be mixed with the new ones."""
+    post = UserPosterior(lam=1.0, window=10, position_rate=0.0)
+    post.observe("u", np.eye(D)[0], 0, 0.0)
+    post.observe("u", np.eye(D)[0], 0, 1.0)
+    post.observe("u", np.ones(3), 0, 1.0)
+    assert len(post.users["u"]) == 1
+    mu, precision = post.posterior("u", 3)
+    x = np.ones(3) / np.sqrt(3.0)
+    np.testing.assert_allclose(precision, np.eye(3) + np.outer(x, x), atol=1e-12)
+    np.testing.assert_allclose(mu, np.linalg.solve(precision, x * 1.0), atol=1e-12)
+    np.testing.assert_array_equal(post.posterior("u", D)[0], np.zeros(D))  # old width: the prior

@@ -12,9 +12,10 @@ model) start a fresh prior.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from liverec.policy.base import Feedback
 
@@ -97,6 +98,32 @@ class BayesLinear:
         return mu[None, :] + sigma * (z @ chol.T)
 
 
+class Window:
+    """One user's last ``size`` observations (unit item vector x, centred reward y) in a ring of
+    preallocated arrays, so a posterior rebuild reads one (n, D) block instead of stacking vectors.
+    A vector of another width (a new model's space) starts the window over."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        self.x = np.zeros((size, dim))  # (W, D) float64
+        self.y = np.zeros(size)  # (W,) float64
+        self.count = 0  # observations held, at most W
+        self.next = 0  # slot the next observation overwrites
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, x: np.ndarray, y: float) -> None:
+        if x.shape[0] != self.x.shape[1]:
+            self.__init__(self.y.shape[0], x.shape[0])  # type: ignore[misc]
+        self.x[self.next], self.y[self.next] = x, y
+        self.next = (self.next + 1) % self.y.shape[0]
+        self.count = min(self.count + 1, self.y.shape[0])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n, D) vectors and (n,) rewards held (in slot order: the posterior ignores order)."""
+        return self.x[: self.count], self.y[: self.count]
+
+
 class UserPosterior:
     """Per-user Bayesian linear regression of position-centred rewards on unit item vectors, over
     each user's last ``window`` shown items.
@@ -123,9 +150,9 @@ class UserPosterior:
         self.window = int(window)
         self.max_users = int(max_users)
         self.position_rate = float(position_rate)
-        self.users: OrderedDict[str, deque[tuple[np.ndarray, float]]] = OrderedDict()
+        self.users: OrderedDict[str, Window] = OrderedDict()
         self.position_mean: dict[int, float] = {}  # running mean reward per position
-        # user -> (mean, precision, Cholesky factor of the precision), until their next observation
+        # user -> (mean, precision, L^-T with L L^T = precision), until their next observation
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def observe(self, user_id: str, item_vector: np.ndarray, position: int, reward: float) -> None:
@@ -137,12 +164,12 @@ class UserPosterior:
         self.position_mean[position] = base + self.position_rate * (reward - base)
         obs = self.users.get(user_id)
         if obs is None:
-            obs = self.users[user_id] = deque(maxlen=self.window)
+            obs = self.users[user_id] = Window(self.window, item_vector.shape[0])
             if len(self.users) > self.max_users:
                 self._cache.pop(self.users.popitem(last=False)[0], None)
         else:
             self.users.move_to_end(user_id)
-        obs.append((np.asarray(item_vector, dtype=np.float64) / norm, reward - base))
+        obs.append(np.asarray(item_vector, dtype=np.float64) / norm, reward - base)
         self._cache.pop(user_id, None)
 
     def posterior(self, user_id: str | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,34 +179,36 @@ class UserPosterior:
         return mu, precision
 
     def _posterior(self, user_id: str | None, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`posterior` plus the precision's Cholesky factor, cached until the user's next observation."""
+        """`posterior` plus L^-T (L L^T = the precision's Cholesky factorisation; theta = mu +
+        sigma L^-T z has covariance sigma^2 precision^-1), cached until the user's next observation."""
         key = user_id or ""
         cached = self._cache.get(key)
         if cached is not None and cached[0].shape[0] == dim:
             return cached
-        obs = [(x, y) for x, y in self.users.get(key, ()) if x.shape[0] == dim]
+        window = self.users.get(key)
+        known = window is not None and len(window) > 0 and window.x.shape[1] == dim
         precision = self.lam * np.eye(dim)
-        if obs:
-            x = np.stack([o[0] for o in obs])  # (n, D)
-            y = np.fromiter((o[1] for o in obs), np.float64, len(obs))
+        mu = np.zeros(dim)
+        if known:
+            x, y = window.arrays()  # type: ignore[union-attr]  # (n, D), (n,)
             precision += x.T @ x
-            mu = np.linalg.solve(precision, x.T @ y)
-        else:
-            mu = np.zeros(dim)
-        out = (mu, precision, np.linalg.cholesky(precision))
-        if obs:  # unknown users share the prior: nothing to keep per user
+        chol = np.linalg.cholesky(precision)
+        inv_t = solve_triangular(chol, np.eye(dim), lower=True).T  # L^-T
+        if known:
+            mu = inv_t @ (inv_t.T @ (x.T @ y))  # precision^-1 x^T y
+        out = (mu, precision, inv_t)
+        if known:  # unknown users share the prior: nothing to keep per user
             self._cache[key] = out
         return out
 
     def sample(
         self, user_id: str | None, items: np.ndarray, n: int, sigma: float, rng: np.random.Generator
     ) -> np.ndarray:
-        """(n, M) draws of x . theta_u for the candidates' item vectors ``items`` (M, D)."""
-        mu, _, chol = self._posterior(user_id, items.shape[1])
-        # theta = mu + sigma * L^-T z with L L^T = precision has covariance sigma^2 precision^-1
+        """(n, M) float32 draws of x . theta_u for the candidates' item vectors ``items`` (M, D)."""
+        mu, _, inv_t = self._posterior(user_id, items.shape[1])
         z = rng.standard_normal((mu.shape[0], n))
-        theta = mu[:, None] + sigma * np.linalg.solve(chol.T, z)  # (D, n)
-        return (unit_rows(items) @ theta).T
+        theta = (mu[:, None] + sigma * (inv_t @ z)).T.astype(np.float32)  # (n, D)
+        return theta @ unit_rows(items).astype(np.float32).T  # (n, M)
 
     def ucb(self, user_id: str | None, items: np.ndarray, alpha: float) -> np.ndarray:
         """(M,) x . mu + alpha * sqrt(x precision^-1 x) for the candidates ``items`` (M, D)."""
