@@ -162,7 +162,7 @@ def test_policy_section_builds_the_engines_policy_and_candidate_pool(tmp_path: P
     try:
         assert engine.recommender.candidates == 7
         assert isinstance(engine.recommender.policy, ThompsonSampling)
-        assert engine.recommender.policy.user_weight == 2.0
+        assert engine.recommender.policy.user.weight == 2.0
     finally:
         engine.close()
     with pytest.raises(ValueError, match="user_wieght"):

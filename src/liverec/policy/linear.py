@@ -140,12 +140,20 @@ class UserPosterior:
     """
 
     def __init__(
-        self, lam: float, window: int, max_users: int = 100_000, position_rate: float = 1e-3
+        self,
+        lam: float,
+        window: int,
+        weight: float = 1.0,
+        max_users: int = 100_000,
+        position_rate: float = 1e-3,
     ) -> None:
+        if weight < 0:
+            raise ValueError(f"user_weight must be >= 0, got {weight}")
         if not lam > 0:
             raise ValueError(f"user_lam (prior precision) must be > 0, got {lam}")
         if window < 1 or max_users < 1:
             raise ValueError("user_window and max_users must be >= 1")
+        self.weight = float(weight)  # the policies' user_weight: score units per unit of reward (0 = off)
         self.lam = float(lam)
         self.window = int(window)
         self.max_users = int(max_users)
@@ -225,7 +233,10 @@ def unit_rows(items: np.ndarray) -> np.ndarray:
 
 
 def observe_user(posterior: UserPosterior, fb: Feedback, reward: float) -> None:
-    """Feed one `Feedback` to ``posterior`` when it knows its user and item vector."""
+    """Feed one `Feedback` to ``posterior`` when it is on (weight > 0) and the feedback knows its
+    user and item vector."""
+    if posterior.weight == 0:
+        return
     user_id = fb.context.get("user_id") if fb.context else None
     if user_id is not None and fb.item_vector is not None:
         posterior.observe(str(user_id), np.asarray(fb.item_vector, dtype=np.float64), fb.position, reward)

@@ -41,13 +41,10 @@ class LinUCB(Policy):
     ) -> None:
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
-        if user_weight < 0:
-            raise ValueError(f"user_weight must be >= 0, got {user_weight}")
         self.alpha = float(alpha)
         self.lam = float(lam)
         self.linear = BayesLinear(lam)
-        self.user_weight = float(user_weight)
-        self.user = UserPosterior(user_lam, user_window)
+        self.user = UserPosterior(user_lam, user_window, user_weight)
 
     def rebase(self) -> None:
         self.linear.reset(self.linear.dim)
@@ -61,9 +58,9 @@ class LinUCB(Policy):
         phi = items * u[None, :]
         mean = self.linear.mean(phi)
         out = mean + self.alpha * self.linear.width(phi) if self.alpha > 0 else mean
-        if self.user_weight > 0:
+        if self.user.weight > 0:
             user_id = context.get("user_id") if context else None
-            out = out + self.user_weight * self.user.ucb(user_id, items, self.alpha)
+            out = out + self.user.weight * self.user.ucb(user_id, items, self.alpha)
         return out
 
     def select(
@@ -83,5 +80,4 @@ class LinUCB(Policy):
                 continue
             if phi is not None:
                 self.linear.update(phi, reward)
-            if self.user_weight > 0:
-                observe_user(self.user, fb, reward)
+            observe_user(self.user, fb, reward)

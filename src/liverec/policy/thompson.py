@@ -220,10 +220,7 @@ class ThompsonSampling(Policy):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.linear = BayesLinear(lam)
-        if user_weight < 0:
-            raise ValueError(f"user_weight must be >= 0, got {user_weight}")
-        self.user_weight = float(user_weight)
-        self.user = UserPosterior(user_lam, user_window)
+        self.user = UserPosterior(user_lam, user_window, user_weight)
         self.beta = BetaQuantiles(self.a, self.b, self.min_impressions)
         self.counts = RowCounts()
 
@@ -256,10 +253,10 @@ class ThompsonSampling(Policy):
             out = np.tile(self.linear.mean(items * u[None, :]).astype(np.float32), (n, 1))
         else:
             out = np.tile(finite_scores(s).astype(np.float32), (n, 1))
-        if vectors is not None and self.user_weight > 0:
+        if vectors is not None and self.user.weight > 0:
             user_id = context.get("user_id") if context else None
             user = self.user.sample(user_id, vectors[1], n, self.sigma, self.rng)  # (n, M)
-            out += np.float32(self.user_weight) * user
+            out += np.float32(self.user.weight) * user
         if self.min_impressions == 0 or self.cold_weight == 0.0 or rows.size == 0:
             return out
         imp, clk = self.counts.get(rows)
@@ -325,5 +322,4 @@ class ThompsonSampling(Policy):
             phi = fb.features()
             if phi is not None:
                 self.linear.update(phi, reward)
-            if self.user_weight > 0:
-                observe_user(self.user, fb, reward)
+            observe_user(self.user, fb, reward)
