@@ -174,15 +174,23 @@ class Engine:
 
     # -- reads --------------------------------------------------------------------------------
     def recommend(
-        self, user_id: str, k: int = 10, exclude_seen: bool = True, log_impressions: bool = True
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude_seen: bool = True,
+        log_impressions: bool = True,
+        now: float | None = None,
     ) -> Recommendation:
-        """Top-k for a user from their live sequence; the served list is logged as impressions."""
+        """Top-k for a user from their live sequence; the served list is logged as impressions,
+        timestamped ``now`` (epoch seconds; None = the wall clock). A caller replaying event time
+        (the simulator) must pass it: rewards join impressions in event time, so a wall-clock
+        impression among simulated events would wait for the wall clock to close its window."""
         with self._lock:
             rec = self.recommender.recommend(user_id, k, exclude_seen)
             if self.feedback is not None:
                 self.feedback.remember(rec)
             if log_impressions and rec.items:
-                self.ingest(impressions(user_id, rec))
+                self.ingest(impressions(user_id, rec, now))
         return rec
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:

@@ -333,7 +333,7 @@ class _Run:
         for i in range(n):
             user_id = users[int(rng.integers(len(users)))]
             t = clock()
-            rec = engine.recommend(user_id, cfg.k)
+            rec = engine.recommend(user_id, cfg.k, now=now)
             slate = [it.item_id for it in rec.items]
             t1 = clock()
             best = world.oracle_slate(user_id, cfg.k, seen[user_id])
