@@ -169,3 +169,17 @@ def test_policy_section_builds_the_engines_policy_and_candidate_pool(tmp_path: P
         Engine(
             Settings(data_dir=tmp_path, store_url="memory://", policy={"name": "thompson", "user_wieght": 1})
         )
+
+
+def test_bad_policy_settings_fail_before_the_store_is_opened(tmp_path: Path) -> None:
+    """A constructor that raises cannot be closed: it must not have opened the store (a file)."""
+    from liverec.serve.engine import Engine
+
+    db = tmp_path / "events.db"
+    for policy in ({"name": "thompson", "user_weight": -1.0}, {"name": "greedy", "candidates": "many"}):
+        with pytest.raises(ValueError):
+            Engine(Settings(data_dir=tmp_path, store_url=f"sqlite:///{db}", policy=policy))
+        assert not db.exists()
+    engine = Engine(Settings(data_dir=tmp_path, store_url=f"sqlite:///{db}"))
+    engine.close()
+    assert db.exists()  # the same URL with valid settings does open it

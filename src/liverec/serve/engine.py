@@ -57,17 +57,18 @@ class Engine:
         self, settings: Settings, store: EventStore | None = None, policy: Policy | None = None
     ) -> None:
         self.settings = settings
+        # settings errors first: nothing is opened that a failed constructor would leave open
+        policy = policy or policy_from_settings(settings)
+        candidates = int(settings.policy.get("candidates", 100))
+        window = float(settings.policy.get("feedback_window_s", 300.0))
         self.store = store if store is not None else open_store(settings.store_url)
         self.catalog = Catalog()
         self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
-        policy = policy or policy_from_settings(settings)
-        candidates = int(settings.policy.get("candidates", 100))
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy, candidates)
         self.feedback: PolicyFeedback | None = None
         if learns(policy):
-            window = float(settings.policy.get("feedback_window_s", 300.0))
             joiner = RewardJoiner(JoinConfig(window_s=window), Rewards(settings.rewards))
             self.feedback = PolicyFeedback(policy, self.catalog, joiner)
         self.registry = ModelRegistry(settings.registry_path)
