@@ -104,8 +104,12 @@ class Window:
     A vector of another width (a new model's space) starts the window over."""
 
     def __init__(self, size: int, dim: int) -> None:
-        self.x = np.zeros((size, dim))  # (W, D) float64
         self.y = np.zeros(size)  # (W,) float64
+        self.reset(dim)
+
+    def reset(self, dim: int) -> None:
+        """Empty, for vectors of width ``dim``."""
+        self.x = np.zeros((self.y.shape[0], dim))  # (W, D) float64
         self.count = 0  # observations held, at most W
         self.next = 0  # slot the next observation overwrites
 
@@ -114,7 +118,7 @@ class Window:
 
     def append(self, x: np.ndarray, y: float) -> None:
         if x.shape[0] != self.x.shape[1]:
-            self.__init__(self.y.shape[0], x.shape[0])  # type: ignore[misc]
+            self.reset(x.shape[0])
         self.x[self.next], self.y[self.next] = x, y
         self.next = (self.next + 1) % self.y.shape[0]
         self.count = min(self.count + 1, self.y.shape[0])
@@ -194,18 +198,14 @@ class UserPosterior:
         if cached is not None and cached[0].shape[0] == dim:
             return cached
         window = self.users.get(key)
-        known = window is not None and len(window) > 0 and window.x.shape[1] == dim
-        precision = self.lam * np.eye(dim)
-        mu = np.zeros(dim)
-        if known:
-            x, y = window.arrays()  # type: ignore[union-attr]  # (n, D), (n,)
-            precision += x.T @ x
-        chol = np.linalg.cholesky(precision)
-        inv_t = solve_triangular(chol, np.eye(dim), lower=True).T  # L^-T
-        if known:
-            mu = inv_t @ (inv_t.T @ (x.T @ y))  # precision^-1 x^T y
-        out = (mu, precision, inv_t)
-        if known:  # unknown users share the prior: nothing to keep per user
+        if window is not None and window.x.shape[1] == dim:
+            x, y = window.arrays()  # (n, D), (n,)
+        else:
+            x, y = np.zeros((0, dim)), np.zeros(0)  # the prior
+        precision = self.lam * np.eye(dim) + x.T @ x
+        inv_t = solve_triangular(np.linalg.cholesky(precision), np.eye(dim), lower=True).T  # L^-T
+        out = (inv_t @ (inv_t.T @ (x.T @ y)), precision, inv_t)  # mean = precision^-1 x^T y
+        if len(y):  # unknown users share the prior: nothing to keep per user
             self._cache[key] = out
         return out
 

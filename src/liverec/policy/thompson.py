@@ -149,9 +149,9 @@ class RowCounts:
 
     def as_dict(self, clicks: bool) -> dict[int, int]:
         """Row -> count of every row with a non-zero count."""
-        counts = self.clicked if clicks else self.shown
+        counts, j = (self.clicked, 1) if clicks else (self.shown, 0)
         out = {int(r): int(counts[r]) for r in np.flatnonzero(counts)}
-        out.update({r: c[1] if clicks else c[0] for r, c in self.other.items() if (c[1] if clicks else c[0])})
+        out.update({r: c[j] for r, c in self.other.items() if c[j]})
         return out
 
 
@@ -283,6 +283,7 @@ class ThompsonSampling(Policy):
 
     @staticmethod
     def _rank_scores(scores: np.ndarray, kk: int) -> np.ndarray:
+        """(n, kk) rankings of the draws ``scores`` (n, M), best first."""
         n = scores.shape[0]
         if n > 1 and not (scores != scores[0]).any():  # nothing random: rank once, ties in order
             return np.tile(top_k(scores[0], kk), (n, 1))
