@@ -105,8 +105,9 @@ def test_users_without_history_get_the_popularity_fallback_and_are_told_so(serve
 
 
 def test_a_new_item_is_scorable_from_its_text(served: Served) -> None:
-    """PUT items after training: once encoded, their representation is their text (zero id
-    embedding), similar-items ranks same-genre items first, and taste decides their scores."""
+    """PUT items after training: once encoded, their representation is their text plus the learned
+    unknown-item id embedding, similar-items ranks same-genre items first, and taste decides their
+    scores."""
     assert served.client.get("/v1/items/new-space/similar").status_code == 404
     for item_id, text in [*NEW_TEXT.items(), ("new-blank", "")]:
         r = served.client.put(f"/v1/items/{item_id}", json={"title": text})
@@ -117,13 +118,15 @@ def test_a_new_item_is_scorable_from_its_text(served: Served) -> None:
     model = served.model
     table = model.net.item_table().detach()
     ids = model.net.id_emb.weight.detach()
+    assert model.net.unk_id is not None  # the fixture trains with id dropout
+    unk = model.net.unk_id.detach()
     for item_id in NEW_TEXT:
         idx = model.vocab.row(item_id)
         assert idx is not None and idx >= len(ITEM_IDS)  # grown, not trained
-        assert torch.count_nonzero(ids[idx + 1]) == 0
-        assert float(table[idx + 1].norm()) > 0.0
+        assert torch.equal(ids[idx + 1], unk)
+        assert not torch.allclose(table[idx + 1], unk)  # the text part
     blank = model.vocab.row("new-blank")
-    assert blank is not None and torch.count_nonzero(table[blank + 1]) == 0  # no text, nothing to score
+    assert blank is not None and torch.equal(table[blank + 1], unk)  # no text: the unknown item itself
 
     for item_id in NEW_TEXT:
         r = served.client.get(f"/v1/items/{item_id}/similar", params={"k": 3})
@@ -146,7 +149,8 @@ def test_a_model_with_another_vocabulary_is_aligned_by_item_id(
     tmp_path: Path, trained: Trained, encoder: TextEncoder
 ) -> None:
     """The catalog holds items the model never saw, first, and the trained items in reverse order:
-    every item's score is the network's score for that item id, and new items score by text."""
+    every item's score is the network's score for that item id, and new items score by text
+    (and the unknown-item embedding)."""
     settings = make_settings(tmp_path / "data")
     catalog_order = [*NEW_TEXT, *reversed(ITEM_IDS)]
     history = ["space-2", "space-3"]
@@ -172,8 +176,9 @@ def test_a_model_with_another_vocabulary_is_aligned_by_item_id(
             assert scores[row] == pytest.approx(float(expected[r]), rel=1e-5, abs=1e-5), item_id
         with torch.no_grad():
             h = net.forward(seq)[0, -1]
-            assert net.text_proj is not None
-            text = net.text_proj(torch.from_numpy(encoder.encode(list(NEW_TEXT.values())))) @ h
+            assert net.text_proj is not None and net.unk_id is not None
+            vectors = torch.from_numpy(encoder.encode(list(NEW_TEXT.values())))
+            text = (net.unk_id + net.text_proj(vectors)) @ h  # untrained id + text
         new_rows = [engine.catalog.ids.index(i) for i in NEW_TEXT]
         assert scores[new_rows] == pytest.approx(text.numpy(), rel=1e-4, abs=1e-4)
 

@@ -4,6 +4,7 @@ run, settings typos are refused, and random crops reach every part of a long his
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from liverec.trainer.offline import (
     build_model,
     fit_transformer,
     lr_factor,
+    refit_transformer,
     scorer,
     train,
     train_config,
@@ -150,3 +152,32 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_by_epochs_or_by_the_time_b
     assert lr_factor(boxed, 5, elapsed_s=100.0) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(boxed, 2, elapsed_s=99.0) == pytest.approx(0.5)  # warmup is by epochs only
     assert lr_factor(TrainConfig(), 7, elapsed_s=1e6) == 1.0  # constant
+
+
+def test_refit_learns_validation_targets_up_to_the_chosen_epoch_on_the_selection_schedule() -> None:
+    """The refit trains a fresh model on train + validation targets, stops at the epoch validation
+    chose, with the learning rate of that epoch in the selection run (not a schedule squeezed into
+    fewer epochs), and leaves held-out cold items untrained."""
+    split = leave_one_out(world_sequences(90, seed=3), min_len=3, cold_fraction=0.2, seed=1)
+    cfg = TrainConfig(epochs=8, batch_size=16, seed=2, threads=1, schedule="cosine", warmup_epochs=1)
+    _, selection = fit_transformer(split, None, TINY, cfg)
+    selection.best_epoch = 3  # as if validation had chosen epoch 3 of the 8
+    refit, result = refit_transformer(split, None, TINY, cfg, selection)
+    assert len(result.history) == 3 and result.history[-1].epoch == 3
+    # the same three epochs on a schedule that ends at epoch 3 give other weights
+    torch.manual_seed(cfg.seed)
+    squeezed = build_model(split.n_items, None, TINY)
+    squeeze = replace(cfg, epochs=3)
+    train(squeezed, split.train_with_val(), [], np.empty(0, np.int64), squeeze, exclude=split.cold_items)
+    assert not same_weights(state_of(refit), state_of(squeezed))
+    # ... and replaying the selection schedule for 3 epochs reproduces the refit exactly
+    torch.manual_seed(cfg.seed)
+    replay = build_model(split.n_items, None, TINY)
+    replayed = replace(cfg, epochs=len(selection.history), stop_after=3)
+    train(replay, split.train_with_val(), [], np.empty(0, np.int64), replayed, exclude=split.cold_items)
+    assert same_weights(state_of(refit), state_of(replay))
+    # more targets than the selection run saw, none of them a held-out item
+    seen = np.concatenate(split.train_with_val())
+    assert sum(map(len, split.train_with_val())) > sum(map(len, split.train))
+    assert not np.isin(seen, split.cold_items).any()
+    assert refit.id_emb.weight[torch.as_tensor(split.cold_items) + 1].abs().sum() == 0

@@ -150,8 +150,9 @@ def test_left_padding_does_not_change_the_last_hidden_state() -> None:
 def test_grow_keeps_old_items_and_new_rows_score_from_their_text(
     trained: Trained, encoder: TextEncoder
 ) -> None:
-    """Growing appends zero rows: old representations and scores are untouched, new items score 0
-    until their text is set, then by text alone, which ranks the new item of the user's genre first."""
+    """Growing appends untrained rows (the unknown-item id embedding): old representations and scores
+    are untouched, new items all score alike until their text is set, then their text decides, which
+    ranks the new item of the user's genre first."""
     net = trained.fresh()
     n = net.config.n_items
     histories = [
@@ -166,16 +167,17 @@ def test_grow_keeps_old_items_and_new_rows_score_from_their_text(
         assert net.config.n_items == n + 3
         grown = net.item_table()
         assert torch.equal(grown[: n + 1], table)
-        assert torch.count_nonzero(net.id_emb.weight[n + 1 :]) == 0
+        assert net.unk_id is not None  # the fixture trains with id dropout
+        assert torch.equal(net.id_emb.weight[n + 1 :], net.unk_id.expand(3, -1))
         after = net.score_last(seqs)
         assert after.shape == (len(histories), n + 3)
         assert torch.allclose(after[:, :n], scores, atol=1e-5)
-        assert torch.count_nonzero(after[:, n:]) == 0  # nothing known about them yet
+        assert torch.equal(after[:, n:], after[:, n : n + 1].expand(-1, 3))  # nothing tells them apart
 
         vectors = torch.from_numpy(encoder.encode(list(NEW_TEXT.values())))  # space, cooking, football
         net.set_text(torch.arange(n + 1, n + 4), vectors)
         assert net.text_proj is not None
-        assert torch.allclose(net.item_table()[n + 1 :], net.text_proj(vectors), atol=1e-6)
+        assert torch.allclose(net.item_table()[n + 1 :], net.unk_id + net.text_proj(vectors), atol=1e-6)
         assert torch.equal(net.item_table()[: n + 1], table)
         new_scores = net.score_last(seqs)[:, n:]
     favourite = new_scores.argmax(dim=1).tolist()
@@ -438,3 +440,52 @@ def test_input_dropout_removes_items_and_their_targets_in_training_only() -> Non
     want = net.eval().loss(seq.masked_fill(drop, 0), targets.masked_fill(drop, 0))
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(net.eval().loss(seq, targets), tiny().loss(seq, targets))  # eval: no removal
+
+
+def test_exclude_seen_drops_each_positions_prefix_from_its_softmax_but_never_its_target() -> None:
+    """With ``exclude_seen``, position t's softmax leaves out the items at positions <= t (serving
+    never ranks them), except an item that is also its target (a repeat stays a candidate)."""
+    net = tiny(exclude_seen=True)
+    seq = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
+    targets = torch.tensor([[0, 4, 5, 3], [2, 3, 4, 5]])  # user 0 returns to item 3 at the end
+    h = net(seq)[targets != 0]  # (P, D)
+    logits = h @ net.item_table()[1:].T  # (P, N), column = model index - 1
+    seen = [[3], [3, 4], [4, 5], [1], [1, 2], [1, 2, 3], [1, 2, 3, 4]]  # prefixes minus the target
+    for p, items in enumerate(seen):
+        logits[p, [i - 1 for i in items]] = -torch.inf
+    want = F.cross_entropy(logits, targets[targets != 0] - 1)
+    got = net.loss(seq, targets)
+    torch.testing.assert_close(got, want)
+    assert got < tiny().loss(seq, targets)  # fewer competitors, lower loss
+
+
+def test_id_dropout_teaches_an_unknown_item_embedding_that_untrained_items_start_from() -> None:
+    """With ``id_dropout``, hidden rows take the learned unknown-item embedding (it gets gradient), and
+    every untrained row takes its trained value: held-out items after `train`, new rows on `grow`."""
+    net = tiny(text_dim=0, dropout=0.0, id_dropout=0.3)
+    assert net.unk_id is not None and tiny().unk_id is None  # only models that train it carry it
+    hide = torch.zeros(13, dtype=torch.bool)
+    hide[[2, 5]] = True
+    with torch.no_grad():
+        hidden = net.item_table(hide)
+        assert torch.equal(hidden[[2, 5]], net.unk_id.expand(2, -1))
+        assert torch.equal(hidden[~hide], net.id_emb.weight[~hide])
+    inp, tgt = cycle_batch()
+    net.train()
+    torch.manual_seed(1)
+    net.loss(inp, tgt).backward()
+    assert net.unk_id.grad is not None and torch.count_nonzero(net.unk_id.grad) > 0
+
+    seqs = [np.array([(s + j) % N_CYCLE for j in range(8)]) for s in range(N_CYCLE)]
+    seqs = [s[(s != 3) & (s != 8)] for s in seqs]  # catalog rows 3 and 8 held out
+    start = net.unk_id.detach().clone()
+    cfg = TrainConfig(epochs=5, batch_size=4, lr=1e-2, patience=10, threads=1)
+    train(net, seqs, seqs, np.array([(s[-1] + 1) % N_CYCLE for s in seqs]), cfg, exclude=np.array([3, 8]))
+    unk = net.unk_id.detach()
+    assert not torch.equal(unk, start)
+    assert torch.equal(net.id_emb.weight[[4, 9]], unk.expand(2, -1))  # model indices of rows 3 and 8
+    net.grow(2)
+    assert torch.equal(net.id_emb.weight[-2:], unk.expand(2, -1))
+    trained = torch.ones(N_CYCLE + 3, dtype=torch.bool)
+    trained[[0, 4, 9, -2, -1]] = False
+    assert net.id_emb.weight[trained].ne(unk).any(dim=1).all()  # trained rows keep their own

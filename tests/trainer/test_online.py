@@ -126,7 +126,7 @@ def test_the_learners_replay_stays_within_capacity(trained: Trained) -> None:
 def test_a_new_item_gets_a_text_initialised_row_in_both_nets_and_in_adams_state(
     trained: Trained, encoder: TextEncoder
 ) -> None:
-    """On first sight a new item gets an embedding row (id part zero, text from ``text_fn``) in the
+    """On first sight a new item gets an embedding row (id part untrained, text from ``text_fn``) in the
     raw and the EMA net; Adam's moments grow with zero rows and keep the old ones; training then
     moves the new row like any other."""
 
@@ -147,7 +147,7 @@ def test_a_new_item_gets_a_text_initialised_row_in_both_nets_and_in_adams_state(
     for net in (lrn.net, lrn.ema):
         assert net.config.n_items == n_old + 1 and net.id_emb.weight.shape[0] == n_old + 2
         assert torch.allclose(net.text_emb[row], torch.from_numpy(text_fn(["new-space"])["new-space"]))
-        assert torch.count_nonzero(net.id_emb.weight[row]) == 0
+        assert net.unk_id is not None and torch.equal(net.id_emb.weight[row], net.unk_id)  # untrained
     emb = lrn.net.id_emb.weight
     state = lrn.opt.state[emb]
     for key, before in old_state.items():
@@ -157,7 +157,7 @@ def test_a_new_item_gets_a_text_initialised_row_in_both_nets_and_in_adams_state(
 
     more = [click(f"u{u}", "new-space", STREAM_T0 + 900 + u) for u in range(1, 60, 3)]
     lrn.fold(stored(more, first=7_000))  # trains with the grown table: the new row is a target
-    assert torch.count_nonzero(lrn.net.id_emb.weight[row]) > 0
+    assert not torch.equal(lrn.net.id_emb.weight[row], lrn.net.unk_id)
     assert torch.count_nonzero(lrn.opt.state[lrn.net.id_emb.weight]["exp_avg"][row]) > 0
 
 

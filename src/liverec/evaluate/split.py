@@ -106,8 +106,14 @@ class LeaveOneOut:
         return out
 
     def train_with_val(self) -> list[np.ndarray]:
-        """Training data for a final fit that may also learn from the validation target."""
-        return self.test_inputs()
+        """Training data for a final fit that may also learn from the validation target (held-out
+        cold items stay out of it)."""
+        if not self.cold_items.size:
+            return self.test_inputs()
+        is_cold = np.zeros(self.n_items, dtype=bool)
+        is_cold[self.cold_items] = True
+        out = self.test_inputs()
+        return [s.keep(~is_cold[np.asarray(s)]) if isinstance(s, Seq) else s[~is_cold[s]] for s in out]
 
 
 def leave_one_out(

@@ -144,9 +144,12 @@ class TransformerConfig:
     n_heads: int = 2
     max_len: int = 200
     dropout: float = 0.2
-    id_dropout: float = 0.0  # share of items whose id embedding is hidden per step (cold-start robustness)
+    # share of items whose id embedding is swapped for a learned unknown-item embedding each step: the
+    # model learns to score an item by its text alone, and untrained (new) items start from that vector
+    id_dropout: float = 0.0
     input_dropout: float = 0.0  # share of a training sequence's items removed from its input (and targets)
     label_smoothing: float = 0.0  # share of each target's probability spread over the other candidates
+    exclude_seen: bool = False  # train each position's softmax without the items already in its prefix
     event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
     time_gaps: bool = False  # add an embedding of the time since the previous interaction
     future: int = 1  # train each position on the next `future` items (1 = next-item prediction)
@@ -165,6 +168,8 @@ class SASRec(nn.Module):
         self.config = c = config
         n = c.n_items + 1  # + padding row 0
         self.id_emb = nn.Embedding(n, c.d_model, padding_idx=0)
+        # (D,) the id embedding of an item the model has not been trained on (see `id_dropout`)
+        self.unk_id = nn.Parameter(torch.zeros(c.d_model)) if c.id_dropout > 0 else None
         self.text_emb: Tensor  # (N+1, Dt) float32, a buffer: saved with the weights, never trained
         self.register_buffer("text_emb", torch.zeros(n, max(c.text_dim, 1)), persistent=True)
         self.text_proj = nn.Linear(c.text_dim, c.d_model, bias=False) if c.text_dim else None
@@ -179,6 +184,8 @@ class SASRec(nn.Module):
         self.ln_f = nn.LayerNorm(c.d_model)
         self._compiled: Callable[[Tensor, Tensor | None, bool], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
+        if self.unk_id is not None:  # drawn last: the other weights start as they would without it
+            nn.init.normal_(self.unk_id, std=0.02)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -198,25 +205,34 @@ class SASRec(nn.Module):
             self.text_emb[rows] = vectors.to(self.text_emb.dtype)
 
     # the parameters `item_table` is made of (nothing else in the model reads them)
-    TABLE_PARAMETERS = ("id_emb.weight", "text_proj.weight")
+    TABLE_PARAMETERS = ("id_emb.weight", "text_proj.weight", "unk_id")
 
     def item_table(self, hide_ids: Tensor | None = None) -> Tensor:
-        """(N+1, D) float32 item representations; ``hide_ids`` (N+1,) bool drops id embeddings."""
+        """(N+1, D) float32 item representations; ``hide_ids`` (N+1,) bool swaps those items' id
+        embeddings for the unknown-item one (zeros when the model has none)."""
         ids = self.id_emb.weight
         if hide_ids is not None:
-            ids = ids * (~hide_ids).unsqueeze(1).to(ids.dtype)
+            unk = self.unk_id if self.unk_id is not None else ids.new_zeros(ids.shape[1])
+            ids = torch.where(hide_ids.unsqueeze(1), unk, ids)
         if self.text_proj is None:
             return ids
         return ids + self.text_proj(self.text_emb)
 
+    @torch.no_grad()
+    def forget_ids(self, rows: Tensor) -> None:
+        """Set the id embeddings of model indices ``rows`` (R,) int64 to an untrained item's: the
+        unknown-item embedding, or zeros. Such an item is scored by its text alone."""
+        self.id_emb.weight[rows] = 0.0 if self.unk_id is None else self.unk_id
+
     def grow(self, n_new: int) -> None:
-        """Append ``n_new`` item rows in place: zero id embeddings (text-only until trained)."""
+        """Append ``n_new`` item rows in place, untrained (see `forget_ids`) until trained."""
         if n_new <= 0:
             return
         old = self.id_emb.weight.data
         new = torch.zeros(old.shape[0] + n_new, old.shape[1], dtype=old.dtype)
         new[: old.shape[0]] = old
         self.id_emb = nn.Embedding.from_pretrained(new, freeze=False, padding_idx=0)
+        self.forget_ids(torch.arange(old.shape[0], new.shape[0]))
         text = torch.zeros(old.shape[0] + n_new, self.text_emb.shape[1], dtype=self.text_emb.dtype)
         text[: old.shape[0]] = self.text_emb
         self.text_emb = text
@@ -316,20 +332,35 @@ class SASRec(nn.Module):
         h, y = h[keep], targets[keep]  # (P, D), (P, K)
         if c.loss == "sampled":
             return self._sampled_loss(h, y[:, 0], table, exclude, log_q)
-        logits = h @ table[1:].T  # (P, N): the padding row is never a candidate
+        # (P, N+1) in model indices; masked in place (the product's backward does not read it)
+        logits = h @ table.T
+        logits[:, 0] = -torch.inf  # the padding row is never a candidate
+        if c.exclude_seen:  # serving never ranks seen items, so training need not push them down
+            logits.scatter_(1, self._seen(seq, keep, y), -torch.inf)
         if exclude is not None:
-            logits = logits.masked_fill(exclude[1:], -torch.inf)
+            logits.masked_fill_(exclude, -torch.inf)
         if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction: one fused log-softmax + NLL
-            return F.cross_entropy(logits, y[:, 0] - 1)
+            return F.cross_entropy(logits, y[:, 0])
         logp = F.log_softmax(logits, dim=1)
-        if c.label_smoothing:  # over the candidates only (excluded items have -inf, no share)
-            cands = logp[:, ~exclude[1:]] if exclude is not None else logp
-            smooth = -cands.mean(dim=1, keepdim=True)  # (P, 1)
+        if c.label_smoothing:  # over the candidates only (excluded and seen items have -inf, no share)
+            finite = torch.isfinite(logits)
+            smooth = -(logp.where(finite, 0.0).sum(1, keepdim=True) / finite.sum(1, keepdim=True))  # (P, 1)
             logp = (1 - c.label_smoothing) * logp - c.label_smoothing * smooth
         # the next item weighs 1, the k-th next future_decay^(k-1); absent (0) targets weigh 0
         weights = c.future_decay ** torch.arange(y.shape[1], dtype=logp.dtype) * (y != 0)
-        nll = torch.where(y != 0, -logp.gather(1, (y - 1).clamp(min=0)), 0.0) * weights  # (P, K)
+        nll = torch.where(y != 0, -logp.gather(1, y), 0.0) * weights  # (P, K)
         return nll.sum() / weights.sum()
+
+    @staticmethod
+    def _seen(seq: Tensor, keep: Tensor, y: Tensor) -> Tensor:
+        """(P, T) int64 model indices of the items each kept position has already seen (its own item
+        and those before it), 0 elsewhere, never one of its targets: the columns to mask.
+        ``seq`` (B, T) int64, ``keep`` (B, T) bool, ``y`` (P, K) int64 targets."""
+        T = seq.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()  # (T, T): key s <= query t
+        prefix = seq.unsqueeze(1).expand(-1, T, -1).masked_fill(~causal, 0)[keep]  # (P, T)
+        is_target = (prefix.unsqueeze(-1) == y.unsqueeze(1)).any(-1)  # (P, T): repeats stay candidates
+        return prefix.masked_fill(is_target, 0)
 
     def _sampled_loss(
         self, h: Tensor, y: Tensor, table: Tensor, exclude: Tensor | None, log_q: Tensor | None

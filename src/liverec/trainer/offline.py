@@ -41,6 +41,7 @@ class TrainConfig:
     # `max_seconds`, whichever comes first, so a time-boxed run still ends its decay at the budget
     schedule: str = "constant"
     warmup_epochs: int = 3
+    stop_after: int = 0  # > 0: end after this epoch, the schedule still spanning `epochs` (a refit)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -215,8 +216,7 @@ def train(
     if exclude is not None and len(exclude):
         excl = torch.zeros(n + 1, dtype=torch.bool)
         excl[torch.as_tensor(exclude) + 1] = True
-        with torch.no_grad():  # held-out items are text-only, like items that arrive after training
-            model.id_emb.weight[excl] = 0.0
+        model.forget_ids(excl.nonzero()[:, 0])  # held-out items: untrained, like items arriving later
     log_q = None
     if model.config.loss == "sampled":
         counts = np.bincount(np.concatenate(train_seqs) + 1, minlength=n + 1).astype(np.float64) + 1.0
@@ -264,12 +264,14 @@ def train(
         history.append(entry)
         if on_epoch:
             on_epoch(entry)
-        if stale >= cfg.patience:
+        if stale >= cfg.patience or epoch == cfg.stop_after:
             break
         if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
             break
     if best is not None:
         model.load_state_dict(best[2])
+    if excl is not None:  # with the unknown-item embedding as trained, not as initialised
+        model.forget_ids(excl.nonzero()[:, 0])
     model._compiled = None  # hand back a plain eager module (picklable, copyable, servable)
     model.eval()
     return TrainResult(
@@ -327,14 +329,23 @@ def refit_transformer(
     text: np.ndarray | None,
     model_overrides: dict[str, object] | None,
     cfg: TrainConfig,
-    epochs: int,
+    selection: TrainResult,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> tuple[SASRec, TrainResult]:
-    """A fresh model trained on train + validation targets for ``epochs`` epochs (the count early
-    stopping chose), as the baselines are refit before the single read of the test target."""
+    """A fresh model trained on train + validation targets, as the baselines are refit before the
+    single read of the test target. ``selection`` is the early-stopped run on the same split: the
+    refit replays its learning-rate schedule (by epoch, over as many epochs as it ran) and stops at
+    the epoch validation chose. Nothing here reads the test target."""
     seed_everything(cfg.seed)
     model = build_model(split.n_items, text, model_overrides)
-    fixed = replace(cfg, epochs=max(1, epochs), eval_every=10**9, patience=10**9)
+    fixed = replace(
+        cfg,
+        epochs=max(1, len(selection.history)),
+        stop_after=max(1, selection.best_epoch),
+        max_seconds=0.0,
+        eval_every=10**9,
+        patience=10**9,
+    )
     result = train(
         model,
         split.train_with_val(),
