@@ -110,10 +110,16 @@ class LeaveOneOut:
         cold items stay out of it)."""
         if not self.cold_items.size:
             return self.test_inputs()
-        is_cold = np.zeros(self.n_items, dtype=bool)
-        is_cold[self.cold_items] = True
+        is_cold = cold_mask(self.n_items, self.cold_items)
         out = self.test_inputs()
         return [s.keep(~is_cold[np.asarray(s)]) if isinstance(s, Seq) else s[~is_cold[s]] for s in out]
+
+
+def cold_mask(n_items: int, cold_items: np.ndarray) -> np.ndarray:
+    """(n_items,) bool, True for the held-out rows."""
+    mask = np.zeros(n_items, dtype=bool)
+    mask[cold_items] = True
+    return mask
 
 
 def leave_one_out(
@@ -128,8 +134,7 @@ def leave_one_out(
         rng = np.random.default_rng(seed)
         n_cold = round(cold_fraction * seqs.n_items)
         cold = np.sort(rng.choice(seqs.n_items, size=n_cold, replace=False)).astype(np.int64)
-    is_cold = np.zeros(seqs.n_items, dtype=bool)
-    is_cold[cold] = True
+    is_cold = cold_mask(seqs.n_items, cold)
     train: list[np.ndarray] = []
     val, test = [], []
     for k in keep:

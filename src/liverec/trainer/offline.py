@@ -215,8 +215,9 @@ def train(
     excl = None
     if exclude is not None and len(exclude):
         excl = torch.zeros(n + 1, dtype=torch.bool)
-        excl[torch.as_tensor(exclude) + 1] = True
-        model.forget_ids(excl.nonzero()[:, 0])  # held-out items: untrained, like items arriving later
+        held_out = torch.as_tensor(exclude) + 1  # model indices
+        excl[held_out] = True
+        model.forget_ids(held_out)  # held-out items: untrained, like items arriving later
     log_q = None
     if model.config.loss == "sampled":
         counts = np.bincount(np.concatenate(train_seqs) + 1, minlength=n + 1).astype(np.float64) + 1.0
@@ -271,7 +272,7 @@ def train(
     if best is not None:
         model.load_state_dict(best[2])
     if excl is not None:  # with the unknown-item embedding as trained, not as initialised
-        model.forget_ids(excl.nonzero()[:, 0])
+        model.forget_ids(held_out)
     model._compiled = None  # hand back a plain eager module (picklable, copyable, servable)
     model.eval()
     return TrainResult(
