@@ -1,24 +1,30 @@
-"""Accuracy benchmark: popularity, item-kNN, implicit ALS and the Transformer on ONE leave-one-out
-split (full ranking over all items), means over seeds, plus a cold-start check.
+"""Accuracy benchmark: popularity, item-kNN, implicit ALS, sequential rules and the Transformer (alone,
+and blended with sequential rules as served) on ONE leave-one-out split (full ranking over all
+items), means over seeds, plus a cold-start check.
 
     .venv/bin/python bench/accuracy.py --data ../shared/data/ml-100k --format movielens
 
 Prints one JSON object on stdout (progress on stderr):
     {"dataset", "models": {"transformer": {"ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr",
-     "train_s", ...}, "als": {...}, "itemknn": {...}, "popularity": {...}},
-     "cold_start": {"transformer_hr@10", "random_hr@10"}}
+     "train_s", ...}, "transformer+rules": {...}, "als": {...}, "itemknn": {...}, "rules": {...},
+     "popularity": {...}}, "cold_start": {"transformer_hr@10", "transformer+rules_hr@10",
+     "random_hr@10"}}
 
 Hyperparameters: baselines are tuned on the validation target (each user's second-to-last item) and
 refit with it before the single read of the test target. The Transformer's configuration below was
 chosen the same way (`--tune` re-runs that search on validation); early stopping on validation picks
 the epoch, then a fresh model is refit on train + validation targets up to that epoch and its test
 score is read (`--no-refit`: read the early-stopped model). Its `train_s` is the refit's training
-time; `select_s` is the validation run's. The cold-start check reads the early-stopped model.
+time; `select_s` is the validation run's. "transformer+rules" is the served score, Transformer logits
++ weight * log(rules counts + eps) (`model/rules.py`): the rules' parameters and the weight are
+chosen on validation with the early-stopped model, then the rules are counted on train + validation
+and added to the refit. The cold-start check reads the early-stopped model.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -29,9 +35,10 @@ import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
 from liverec.evaluate.metrics import evaluate
-from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, test_metrics, tune
+from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, test_metrics, tune
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
+from liverec.model.rules import SequentialRules, blend
 from liverec.model.text import TextEncoder
 from liverec.store import open_store
 from liverec.trainer.offline import EpochLog, TrainConfig, fit_transformer, refit_transformer, scorer
@@ -54,6 +61,15 @@ TRAIN = {
     "patience": 100,
     "max_seconds": 290.0,
 }
+# The served blend: Transformer logits + weight * log(sequential-rules counts + eps). Its rules
+# parameters and weight are chosen per seed on validation, with the early-stopped model.
+BLEND_GRID: dict[str, list[Any]] = {
+    "window": [10, 20],
+    "decay": [0.8, 0.9],
+    "backward": [0.5, 1.0],
+    "history": [3, 5],
+}
+BLEND_WEIGHTS = [0.5, 1.0, 1.5, 2.0, 3.0]
 TUNE_GRID: list[dict[str, Any]] = [
     {"dropout": 0.2},
     {"dropout": 0.5},
@@ -100,20 +116,23 @@ def run_transformer(
     seed: int,
     threads: int,
     refit: bool = False,
-) -> tuple[dict[str, float], Any]:
+) -> tuple[dict[str, Any], Any]:
     """Train with early stopping on validation; with ``refit``, then train a fresh model on train +
     validation targets up to the chosen epoch (the model whose test score is read, as for the
     baselines). ``train_s`` is the final model's training time, ``select_s`` the validation run's."""
     cfg = TrainConfig(**TRAIN, seed=seed, threads=threads)
     text = text if model.get("text_dim", 1) else None
     net, result = fit_transformer(split, text, model, cfg, on_epoch)
-    out = {
+    out: dict[str, Any] = {
         "val_ndcg@10": result.best_val.get("ndcg@10", 0.0),
         "train_s": result.seconds,
         "interactions_per_s": result.interactions_per_s,
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),
     }
+    params, weight, val_blend = choose_blend(split, net)
+    out.update(blend_params=params, blend_weight=weight, blend_val_ndcg10=val_blend)
+    log(f"  blend with rules {params}, weight {weight}: val ndcg@10 {val_blend:.4f}")
     if refit:
         log(f"  refit on train + validation for {result.best_epoch} of {len(result.history)} epochs")
         net, final = refit_transformer(split, text, model, cfg, result, on_epoch)
@@ -123,7 +142,30 @@ def run_transformer(
     return out, net
 
 
-def mean(runs: list[dict[str, float]]) -> dict[str, float]:
+def choose_blend(split: LeaveOneOut, net: Any) -> tuple[dict[str, Any], float, float]:
+    """Rules parameters and blend weight with the best validation NDCG@10 on top of ``net``."""
+    inputs = split.val_inputs()
+    base = scorer(net)(inputs)[:, : split.n_items]
+    row = {id(s): k for k, s in enumerate(inputs)}  # `evaluate` passes these same objects back
+    best: tuple[float, dict[str, Any], float] | None = None
+    for values in itertools.product(*BLEND_GRID.values()):
+        params = dict(zip(BLEND_GRID, values, strict=True))
+        rules = SequentialRules(**params).fit(split.train, split.n_items)
+        prior = np.stack([rules.log_prior(s, split.n_items) for s in inputs])
+        for w in BLEND_WEIGHTS:
+
+            def score(seqs: list[np.ndarray], w: float = w, prior: np.ndarray = prior) -> np.ndarray:
+                idx = [row[id(s)] for s in seqs]
+                return base[idx] + w * prior[idx]
+
+            ndcg = evaluate(score, inputs, split.val, split.n_items)["ndcg@10"]
+            if best is None or ndcg > best[0]:
+                best = (ndcg, params, w)
+    assert best is not None
+    return best[1], best[2], best[0]
+
+
+def mean(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
     out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
     out.update({f"{k}_std": float(np.std([r[k] for r in runs])) for k in ("ndcg@10", "hr@10") if k in keys})
@@ -134,22 +176,28 @@ def cold_start(
     seqs: Sequences, text: np.ndarray, model: dict[str, Any], seeds: list[int], frac: float, threads: int
 ) -> dict[str, float]:
     """Hold out `frac` of items from training entirely; HR@10 on test users whose target is one."""
-    hr, rnd = [], []
+    hr, hr_blend, rnd = [], [], []
     for seed in seeds:
         split = leave_one_out(seqs, min_len=5, cold_fraction=frac, seed=seed)
         users = np.flatnonzero(np.isin(split.test, split.cold_items))
         log(f"cold start seed {seed}: {len(split.cold_items)} held-out items, {len(users)} test users")
-        _, net = run_transformer(split, text, model, seed, threads)
+        res, net = run_transformer(split, text, model, seed, threads)
         inputs = split.test_inputs()
         m = evaluate(scorer(net), inputs, split.test, split.n_items, subset=users)
         hr.append(m["hr@10"])
+        # the served blend: the rules never saw a held-out item, so its own (text) score decides
+        rules = SequentialRules(**res["blend_params"]).fit(split.train_with_val(), split.n_items)
+        both = blend(scorer(net), rules, res["blend_weight"], split.n_items)
+        hr_blend.append(evaluate(both, inputs, split.test, split.n_items, subset=users)["hr@10"])
         # random ranking: P(target in top 10) = 10 / (candidates), candidates = items minus seen ones
         rnd.append(float(np.mean([min(1.0, 10 / (split.n_items - len(set(inputs[u])))) for u in users])))
-        log(f"  cold HR@10 {hr[-1]:.4f} vs random {rnd[-1]:.4f}")
+        log(f"  cold HR@10 {hr[-1]:.4f} (with rules {hr_blend[-1]:.4f}) vs random {rnd[-1]:.4f}")
     return {
         "transformer_hr@10": float(np.mean(hr)),
+        "transformer+rules_hr@10": float(np.mean(hr_blend)),
         "random_hr@10": float(np.mean(rnd)),
         "ratio": float(np.mean(hr) / np.mean(rnd)),
+        "ratio_with_rules": float(np.mean(hr_blend) / np.mean(rnd)),
         "held_out_fraction": frac,
     }
 
@@ -205,14 +253,22 @@ def main() -> None:
         model_cfg = max(trials, key=lambda t: t[0])[1]
         out["tuning"] = [{"val_ndcg@10": v, "model": c} for v, c in trials]
     if "transformer" not in args.skip:
-        runs = []
+        runs, blended = [], []
         for seed in args.seeds:
             log(f"transformer seed {seed} {model_cfg}")
             res, net = run_transformer(split, text, model_cfg, seed, args.threads, refit=not args.no_refit)
             test = evaluate(scorer(net), split.test_inputs(), split.test, split.n_items)
             runs.append({**test, **res})
             log(f"  test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} in {res['train_s']:.0f}s")
+            t0 = time.perf_counter()
+            rules = SequentialRules(**res["blend_params"]).fit(split.train_with_val(), split.n_items)
+            rules_s = time.perf_counter() - t0
+            both = blend(scorer(net), rules, res["blend_weight"], split.n_items)
+            test = evaluate(both, split.test_inputs(), split.test, split.n_items)
+            blended.append({**test, **res, "train_s": res["train_s"] + rules_s})
+            log(f"  with rules: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
         models["transformer"] = {**mean(runs), "config": model_cfg, "runs": runs}
+        models["transformer+rules"] = {**mean(blended), "config": model_cfg, "runs": blended}
     if "baselines" not in args.skip:
         t0 = time.perf_counter()
         models["popularity"] = {**test_metrics(Popularity(), split), "train_s": time.perf_counter() - t0}
@@ -232,11 +288,19 @@ def main() -> None:
                 {**test_metrics(ALS(**params, seed=seed), split), "train_s": time.perf_counter() - t0}
             )
         models["als"] = {**mean(runs), "params": params}
-        for name in ("popularity", "itemknn", "als"):
+        rules_base = tune(SequentialRules(), RULES_GRID, split)
+        t0 = time.perf_counter()
+        models["rules"] = {
+            **test_metrics(rules_base, split),
+            "train_s": time.perf_counter() - t0,
+            "params": {k: getattr(rules_base, k) for k in RULES_GRID},
+        }
+        for name in ("popularity", "itemknn", "als", "rules"):
             log(f"{name}: test ndcg@10 {models[name]['ndcg@10']:.4f} hr@10 {models[name]['hr@10']:.4f}")
     out["models"] = models
     if "transformer" in models and "als" in models:
-        out["transformer_vs_als_ndcg@10"] = models["transformer"]["ndcg@10"] / models["als"]["ndcg@10"]
+        for name in ("transformer", "transformer+rules"):
+            out[f"{name}_vs_als_ndcg@10"] = models[name]["ndcg@10"] / models["als"]["ndcg@10"]
     if "cold" not in args.skip:
         cold_cfg = {**model_cfg, "id_dropout": COLD_ID_DROPOUT}
         out["cold_start"] = cold_start(seqs, text, cold_cfg, args.seeds, args.cold_fraction, args.threads)

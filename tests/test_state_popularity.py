@@ -89,6 +89,30 @@ def test_one_engagement_is_one_position_with_its_deepest_type() -> None:
     assert list(st.types) == [EVENT_TYPE_IDS[EventType.purchase], *[EVENT_TYPE_IDS[EventType.click]] * 2]
 
 
+def test_ratings_are_typed_by_their_stars_alike_live_and_offline() -> None:
+    """A 1-star and a 5-star rating are different inputs to the model; the live state and the
+    offline sequences must give them the same ids, or serving would read what training never saw."""
+    from liverec.evaluate.split import sequences_from_events
+    from liverec.model.features import N_EVENT_TYPES, event_type_id
+
+    evs = [
+        ev("u", "a", "rating", 1.0, T0),
+        ev("u", "b", "rating", 4.6, T0 + 1),
+        ev("u", "c", "rating", 5.0, T0 + 2),
+    ]
+    evs += [ev("u", "d", "rating", 9.0, T0 + 3), ev("u", "e", "click", ts=T0 + 4)]
+    state = LiveState(Catalog(), RewardWeights())
+    state.apply(stored(*evs))
+    st = state.get("u")
+    assert st is not None
+    one, five = event_type_id(EventType.rating, 1.0), event_type_id(EventType.rating, 5.0)
+    click = EVENT_TYPE_IDS[EventType.click]
+    assert list(st.types) == [one, five, five, five, click]  # 4.6 rounds to 5, 9 is capped at 5
+    assert len({one, five, click, EVENT_TYPE_IDS[EventType.rating]}) == 4
+    assert max(st.types) <= N_EVENT_TYPES  # fits the model's type embedding
+    assert sequences_from_events(evs).types[0].tolist() == list(st.types)
+
+
 def test_live_state_negatives_are_seen_but_not_in_the_sequence() -> None:
     catalog = Catalog()
     state = LiveState(catalog, RewardWeights())

@@ -62,6 +62,22 @@ class PopularitySettings(BaseModel):
     cooc_weight: float = Field(0.8, ge=0, le=1, description="blend: 1 = co-occurrence only, 0 = popularity")
 
 
+class RulesSettings(BaseModel):
+    """Sequential rules added to the Transformer's scores: weight * log(counts + eps) (`model.rules`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(0.0, ge=0, description="0 = off; the served score adds weight * log prior")
+    window: int = Field(10, gt=0, description="positions apart that still count as a pair")
+    decay: float = Field(0.8, gt=0, le=1, description="a pair lag apart weighs decay ** (lag - 1)")
+    backward: float = Field(0.5, ge=0, description="weight of the reverse direction of a pair")
+    history: int = Field(3, gt=0, description="the user's newest items whose rows are summed")
+    eps: float = Field(0.01, gt=0, description="count given to a pair never seen")
+
+    def params(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"weight"})
+
+
 class RewardWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +110,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
     popularity: PopularitySettings = PopularitySettings()
+    rules: RulesSettings = RulesSettings()
     rewards: RewardWeights = RewardWeights()
     model: dict[str, Any] = Field(default_factory=dict, description="TransformerConfig fields, e.g. d_model")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields, e.g. epochs, lr")

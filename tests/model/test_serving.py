@@ -368,3 +368,52 @@ def test_a_new_model_version_rebases_the_policy_on_its_vectors(
         assert policy.linear.n_updates == 0 and not engine.feedback.served  # type: ignore[attr-defined]
     finally:
         engine.close()
+
+
+def test_with_rules_the_list_adds_live_item_to_item_counts_learned_at_the_next_request(
+    tmp_path: Path, trained: Trained, encoder: TextEncoder
+) -> None:
+    """``[rules] weight`` > 0: a served score is the network's plus weight * log(counts + eps), the
+    counts taken live from the log. Another user's new pair moves the list at the very next request,
+    with no weight update."""
+    from fastapi.testclient import TestClient
+
+    from liverec.model.sequential import SequentialModel
+    from liverec.serve.app import create_app
+    from liverec.settings import RulesSettings
+
+    settings = make_settings(tmp_path / "data").model_copy(update={"rules": RulesSettings(weight=2.0)})
+    fill_store(settings, world_items(), crowd_events(), encoder)
+    registry = ModelRegistry(settings.registry_path)
+    registry.promote(registry.save(trained.fresh(), trained.vocab, {}))
+    engine = start_engine(settings, encoder)
+    try:
+        with TestClient(create_app(settings, engine)) as client:
+            served = Served(client, engine, registry, settings, trained)
+            served.click("U", "space-1", T0 + 99)
+            model, rules = served.model, engine.rules
+            assert rules is not None and model.rules is rules
+            plain = SequentialModel(trained.fresh(), trained.vocab, "plain", engine.popularity)
+            plain.sync(engine.catalog)
+            n, row = len(engine.catalog), engine.catalog.row
+            user = engine.state.get("U")
+            weights = state_of(model.net)
+
+            def expected() -> list[str]:
+                scores = plain.score(user, n) + 2.0 * rules.log_prior(user.items, n).astype(np.float32)
+                order = [engine.catalog.ids[r] for r in np.argsort(-scores, kind="stable")]
+                return [i for i in order if i != "space-1"][:5]
+
+            before = served.rec_ids("U")
+            assert before == expected()
+            target = next(i for i in reversed(ITEM_IDS) if genre(i) == "cooking" and i not in before)
+            assert rules.user_counts([row("space-1")], n)[row(target)] == 0.0
+            for k in range(5):  # other users go from space-1 to the target
+                served.click(f"V{k}", "space-1", T0 + 200 + 2 * k)
+                served.click(f"V{k}", target, T0 + 201 + 2 * k)
+            assert rules.user_counts([row("space-1")], n)[row(target)] == 5.0
+            after = served.rec_ids("U")
+            assert after == expected() and target in after and target not in before
+            assert same_weights(state_of(model.net), weights)
+    finally:
+        engine.close()

@@ -14,6 +14,7 @@ from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
 from liverec.evaluate.metrics import evaluate
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
+from liverec.model.rules import SequentialRules
 from liverec.model.sequential import SequentialModel
 from liverec.registry.registry import Snapshot
 from liverec.store.base import EventStore
@@ -31,6 +32,12 @@ class Baseline(Protocol):
 
 
 ITEMKNN_GRID: dict[str, list[Any]] = {"neighbors": [20, 50, 100, 200, 500], "history": [0, 10, 20, 50]}
+RULES_GRID: dict[str, list[Any]] = {
+    "window": [5, 10, 20],
+    "decay": [0.5, 0.8, 0.9],
+    "backward": [0.0, 0.5, 1.0],
+    "history": [3, 5, 10],
+}
 ALS_GRID: dict[str, list[Any]] = {
     "factors": [16, 32, 64, 128],
     "regularization": [0.01, 0.1, 1.0],
@@ -66,7 +73,8 @@ def test_metrics(model: Baseline, split: LeaveOneOut) -> dict[str, float]:
 
 
 def baselines(split: LeaveOneOut, seed: int = 0, log: Log | None = None) -> dict[str, dict[str, Any]]:
-    """Popularity, tuned item-kNN and tuned implicit ALS: test metrics and chosen parameters."""
+    """Popularity, tuned item-kNN, tuned implicit ALS and tuned sequential rules: test metrics and
+    chosen parameters."""
     out: dict[str, dict[str, Any]] = {}
     pop = Popularity()
     out["popularity"] = test_metrics(pop, split)
@@ -74,6 +82,8 @@ def baselines(split: LeaveOneOut, seed: int = 0, log: Log | None = None) -> dict
     out["itemknn"] = {**test_metrics(knn, split), "params": {k: getattr(knn, k) for k in ITEMKNN_GRID}}
     als = tune(ALS(seed=seed), ALS_GRID, split, log)
     out["als"] = {**test_metrics(als, split), "params": {k: getattr(als, k) for k in ALS_GRID}}
+    rules = tune(SequentialRules(), RULES_GRID, split, log)
+    out["rules"] = {**test_metrics(rules, split), "params": {k: getattr(rules, k) for k in RULES_GRID}}
     return out
 
 

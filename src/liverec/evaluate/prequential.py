@@ -26,7 +26,7 @@ from liverec.evaluate.split import leave_one_out, sequences_from_events
 from liverec.events.datasets import Dataset
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
-from liverec.model.features import EVENT_TYPE_IDS
+from liverec.model.features import event_type_id
 from liverec.trainer.offline import TrainConfig, fit_transformer
 from liverec.trainer.online import OnlineConfig, OnlineLearner
 
@@ -125,7 +125,7 @@ def prequential(
                 windows.append(learner.window_of(ev.user_id, max_len, before))
                 targets.append(idx + 1)
                 excl.append(np.fromiter(user_seen, np.int64))
-            before.append((idx + 1, ev.timestamp, EVENT_TYPE_IDS[ev.type]))
+            before.append((idx + 1, ev.timestamp, event_type_id(ev.type, ev.value)))
             user_seen.add(idx + 1)
         if targets:
             w, t = np.stack(windows), np.asarray(targets)

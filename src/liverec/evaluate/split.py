@@ -14,7 +14,7 @@ import numpy as np
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import Event, EventType, Item
-from liverec.model.features import EVENT_TYPE_IDS, Seq
+from liverec.model.features import Seq, event_type_id
 from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
 
@@ -62,11 +62,11 @@ def sequences_from_events(
         rows, times, types = by_user.setdefault(ev.user_id, ([], [], []))
         row = vocab.add(ev.item_id)
         if rows and rows[-1] == row:  # click, cart, purchase of one item: one position, last type
-            types[-1] = EVENT_TYPE_IDS[ev.type]
+            types[-1] = event_type_id(ev.type, ev.value)
             continue
         rows.append(row)
         times.append(ev.timestamp)
-        types.append(EVENT_TYPE_IDS[ev.type])
+        types.append(event_type_id(ev.type, ev.value))
     users = [u for u, (rows, _, _) in by_user.items() if len(rows) >= min_len]
     return Sequences(
         users=users,

@@ -16,7 +16,18 @@ import numpy as np
 from liverec.events.schema import EventType
 
 EVENT_TYPE_IDS = {t: i + 1 for i, t in enumerate(EventType)}  # 0 = padding
-N_EVENT_TYPES = len(EVENT_TYPE_IDS)
+RATING_STARS = 5  # a rating with a value is embedded by its star count, rounded into 1..5
+N_EVENT_TYPES = len(EVENT_TYPE_IDS) + RATING_STARS
+
+
+def event_type_id(kind: EventType, value: float | None = None) -> int:
+    """The id the model embeds for an interaction: its event type or, for a rating with a value, its
+    stars (a 1-star and a 5-star rating say different things about what comes next)."""
+    if kind is EventType.rating and value is not None:
+        return len(EVENT_TYPE_IDS) + min(RATING_STARS, max(1, round(value)))
+    return EVENT_TYPE_IDS[kind]
+
+
 N_TIME_GAP_BUCKETS = 32  # log2(seconds since the previous interaction + 1), capped
 
 

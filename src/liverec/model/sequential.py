@@ -19,6 +19,7 @@ import torch
 from liverec.events.state import UserState
 from liverec.model.base import Model
 from liverec.model.features import Seq
+from liverec.model.rules import SequentialRules
 from liverec.model.transformer import SASRec
 from liverec.model.vocab import Vocab
 from liverec.store.catalog import Catalog
@@ -31,9 +32,19 @@ class SequentialModel(Model):
     name = "transformer"
 
     def __init__(
-        self, net: SASRec, vocab: Sequence[str], version: str, fallback: Model, trained_offset: int = 0
+        self,
+        net: SASRec,
+        vocab: Sequence[str],
+        version: str,
+        fallback: Model,
+        trained_offset: int = 0,
+        rules: SequentialRules | None = None,
+        rules_weight: float = 0.0,
     ) -> None:
         self.net = net.eval()
+        # live item-to-item counts whose log is added to the scores (see `model.rules`); shared, not copied
+        self.rules = rules if rules_weight > 0 else None
+        self.rules_weight = rules_weight
         self.trained_offset = trained_offset  # log offset the weights have learned up to
         self.vocab = Vocab.from_list(list(vocab))
         self.registry_version = version
@@ -133,6 +144,8 @@ class SequentialModel(Model):
             scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
+        if self.rules is not None:
+            out += (self.rules_weight * self.rules.log_prior(user.items, n_items)).astype(np.float32)
         return out, h.numpy()
 
     def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:

@@ -19,6 +19,7 @@ from liverec.events.schema import Event, EventType, Item, StoredEvent, trusted_c
 from liverec.events.state import LiveState
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
+from liverec.model.rules import SequentialRules
 from liverec.policy.base import Policy
 from liverec.policy.registry import make_policy
 from liverec.registry.registry import ModelRegistry
@@ -66,6 +67,8 @@ class Engine:
         self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
+        rules = settings.rules
+        self.rules = SequentialRules(**rules.params()) if rules.weight > 0 else None  # counted live
         self.recommender = Recommender(self.catalog, self.state, self.popularity, policy, candidates)
         self.feedback: PolicyFeedback | None = None
         if learns(policy):
@@ -102,6 +105,8 @@ class Engine:
                 fallback=self.popularity,
                 on_swap=self._swap,
                 poll_s=self.settings.server.reload_poll_s,
+                rules=self.rules,
+                rules_weight=self.settings.rules.weight,
             )
             self.manager.start(background)
         log.info(
@@ -136,6 +141,8 @@ class Engine:
             self.freshness.ingested(accepted[-1].offset)
         for model in self.models:
             model.observe(interactions)
+        if self.rules is not None:
+            self.rules.observe(interactions)
         if self.feedback is not None:
             self.feedback.fold(accepted)
         if self.manager is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from liverec.model.base import Model
+from liverec.model.rules import SequentialRules
 from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
 from liverec.registry.registry import ModelRegistry, RegistryError
@@ -36,6 +37,8 @@ class ModelManager:
         on_swap: Callable[[Model], None],
         encoder: TextEncoder | None = None,
         poll_s: float = 0.5,
+        rules: SequentialRules | None = None,
+        rules_weight: float = 0.0,
     ) -> None:
         self.registry = registry
         self.catalog = catalog
@@ -44,6 +47,7 @@ class ModelManager:
         self.on_swap = on_swap
         self.encoder = encoder or TextEncoder()
         self.poll_s = poll_s
+        self.rules, self.rules_weight = rules, rules_weight  # handed to every model version served
         self.current: SequentialModel | None = None
         self.swaps = 0
         self._text_queue: queue.Queue[list[int] | None] = queue.Queue()
@@ -86,7 +90,9 @@ class ModelManager:
                 log.error("cannot load model %s, keeping %s: %s", live, served, exc)
                 return False
             offset = int(snap.meta.get("trainer_offset", 0))
-            model = SequentialModel(snap.model, snap.vocab, snap.version, self.fallback, offset)
+            model = SequentialModel(
+                snap.model, snap.vocab, snap.version, self.fallback, offset, self.rules, self.rules_weight
+            )
             new_rows = model.sync(self.catalog)
             model.set_text(self._texts(new_rows))
             self.current = model

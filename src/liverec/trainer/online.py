@@ -27,7 +27,7 @@ from torch import Tensor
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import EventType, StoredEvent
-from liverec.model.features import EVENT_TYPE_IDS, gap_bucket
+from liverec.model.features import event_type_id, gap_bucket
 from liverec.model.transformer import SASRec
 from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
@@ -258,7 +258,7 @@ class OnlineLearner:
                     fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
                     fresh_w.append(self._weight(ev.user_id, ev.item_id))
-                track.add(idx, ev.timestamp, EVENT_TYPE_IDS[ev.type])
+                track.add(idx, ev.timestamp, event_type_id(ev.type, ev.value))
                 self.clock = max(self.clock, ev.timestamp)
                 if idx < len(self.last_seen):
                     self.last_seen[idx] = max(self.last_seen[idx], ev.timestamp)

@@ -1,0 +1,71 @@
+"""Sequential rules: hand-counted pairs, live counting equal to a batch fit, and the blend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from liverec.events.state import Interaction
+from liverec.model.rules import SequentialRules, blend
+
+
+def test_pairs_are_counted_by_lag_in_both_directions() -> None:
+    rules = SequentialRules(window=2, decay=0.5, backward=0.25).fit([np.array([0, 1, 2])], 4)
+    expected = np.zeros((4, 4))
+    expected[0, 1] = expected[1, 2] = 1.0  # lag 1, forward
+    expected[1, 0] = expected[2, 1] = 0.25  # lag 1, backward
+    expected[0, 2], expected[2, 0] = 0.5, 0.125  # lag 2 weighs decay
+    np.testing.assert_allclose(rules.counts.toarray(), expected)
+    # a history sums its newest `history` rows, the newest weighted 1, the one before it decay
+    rules.history = 2
+    np.testing.assert_allclose(rules.user_counts([0, 1], 4), [0.25, 0.5, 1.0 + 0.25, 0.0])
+    known = np.log(np.array([0.25, 0.5, 1.25]) + 0.01)
+    # item 3 was never seen: the rules say nothing of it (the known items' mean), not "never follows"
+    np.testing.assert_allclose(rules.log_prior([0, 1], 4), [*known, known.mean()])
+
+
+def test_live_counting_equals_a_fit_on_the_same_sequences() -> None:
+    """Interleaved users, repeats of one engagement, negatives and new items arriving late: what
+    `observe` counts (part merged, part pending) is what `fit` counts on the sequences."""
+    rng = np.random.default_rng(0)
+    seqs: dict[str, list[int]] = {u: [] for u in "abcd"}
+    stream: list[Interaction] = []
+    for t in range(300):
+        user = str(rng.choice(list(seqs)))
+        row = int(rng.integers(0, 10 + t // 10))  # the catalog grows
+        positive = bool(rng.random() > 0.2)
+        stream.append(Interaction(user, row, 1.0 if positive else -1.0, float(t), positive))
+        if positive and (not seqs[user] or seqs[user][-1] != row):
+            seqs[user].append(row)
+        if positive and rng.random() < 0.1:  # the same item again, one step deeper: one position
+            stream.append(Interaction(user, row, 2.0, float(t), True))
+    n = 1 + max(max(s) for s in seqs.values())
+    live = SequentialRules(window=4, decay=0.7, backward=0.3, history=3, merge_every=100)
+    for k in range(0, len(stream), 7):
+        live.observe(stream[k : k + 7])
+    assert live.counts.nnz > 0 and live._pending  # both paths are exercised
+    batch = SequentialRules(window=4, decay=0.7, backward=0.3, history=3).fit(
+        [np.array(s) for s in seqs.values()], n
+    )
+    for history in ([1, 2, 3], list(seqs["a"]), [n - 1], [n + 5]):  # n + 5: an item nobody touched
+        np.testing.assert_allclose(live.user_counts(history, n), batch.user_counts(history, n), atol=1e-9)
+        np.testing.assert_allclose(live.log_prior(history, n + 3), batch.log_prior(history, n + 3), atol=1e-9)
+
+
+def test_blend_adds_the_weighted_log_prior_to_the_scores() -> None:
+    rules = SequentialRules(history=1).fit([np.array([0, 2]), np.array([0, 2]), np.array([0, 1])], 3)
+
+    def flat(seqs: list[np.ndarray]) -> np.ndarray:
+        return np.zeros((len(seqs), 3), dtype=np.float32)
+
+    scored = blend(flat, rules, 2.0, 3)([np.array([0])])
+    np.testing.assert_allclose(scored[0], 2.0 * np.log(rules.user_counts([0], 3) + rules.eps), rtol=1e-6)
+    assert int(np.argmax(scored[0][1:])) + 1 == 2  # 0 -> 2 twice, 0 -> 1 once
+
+
+@pytest.mark.parametrize(
+    "bad", [{"window": 0}, {"history": 0}, {"decay": 0.0}, {"backward": -1.0}, {"eps": 0.0}]
+)
+def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SequentialRules(**bad)  # type: ignore[arg-type]
