@@ -87,6 +87,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", choices=("popularity", "transformer"), default="popularity")
     p.add_argument("--epochs", type=int, default=3, help="offline epochs of the Transformer")
+    p.add_argument("--rules-weight", type=float, default=0.0, help="[rules] weight (0 = off)")
     p.add_argument("--text", action=argparse.BooleanOptionalAction, default=True, help="train with text")
     p.add_argument("--inprocess", type=int, default=2_000, help="in-process recommend() calls timed")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (its path goes to stderr)")
@@ -214,7 +215,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     root = Path(tempfile.mkdtemp(prefix="liverec-bench-serve-"))
     try:
-        with live_server(root) as url:
+        env = {"LIVEREC_RULES__WEIGHT": str(args.rules_weight)}
+        out["rules_weight"] = args.rules_weight
+        with live_server(root, env=env) as url:
             await phases(url, root, args, world, out)
         if args.model == "transformer":
             out["inprocess"] = inprocess(root, args)
@@ -248,9 +251,9 @@ def inprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     with the server's garbage-collector settings (`server_gc`)."""
     from liverec.serve.app import server_gc
     from liverec.serve.engine import Engine
-    from liverec.settings import Settings
+    from liverec.settings import RulesSettings, Settings
 
-    settings = Settings(data_dir=root)
+    settings = Settings(data_dir=root, rules=RulesSettings(weight=args.rules_weight))
     engine = Engine(settings).start()
     try:
         with server_gc(settings.server.gc_threshold):

@@ -131,6 +131,7 @@ def test_train_register_promote_list_rollback_and_evaluate(world: dict[str, Any]
         "popularity",
         "itemknn",
         "als",
+        "rules",
     }
     for name, m in report["models"].items():
         assert 0.0 <= m["ndcg@10"] <= m["hr@10"] <= 1.0, name

@@ -35,7 +35,7 @@ def offline(
     fmt: Annotated[Format, typer.Option("--format")] = Format.movielens,
     version: Annotated[list[str] | None, typer.Option(help="registered version(s); default: all")] = None,
     baselines: Annotated[
-        bool, typer.Option(help="also popularity, item-kNN and ALS (tuned on validation)")
+        bool, typer.Option(help="also popularity, item-kNN, ALS and sequential rules (tuned on validation)")
     ] = True,
     min_len: Annotated[int, typer.Option(help="users with fewer positives are skipped")] = 5,
 ) -> None:
