@@ -459,26 +459,6 @@ def test_exclude_seen_drops_each_positions_prefix_from_its_softmax_but_never_its
     assert got < tiny().loss(seq, targets)  # fewer competitors, lower loss
 
 
-def test_text_loss_adds_a_text_only_cross_entropy_in_training() -> None:
-    """``text_loss`` = w: training loss = full cross-entropy + w * cross-entropy against every item's
-    text-only representation (unknown id + projected text), with the same candidates; its gradient
-    reaches the text projection; evaluation reads the full loss only."""
-    net = tiny(dropout=0.0, text_loss=0.5)
-    seq = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
-    targets = torch.tensor([[0, 4, 5, 3], [2, 3, 4, 5]])
-    net.eval()
-    full = net.loss(seq, targets)
-    h = net(seq)[targets != 0]  # (P, D)
-    text_only = net.item_table(torch.ones(13, dtype=torch.bool))[1:]  # (N, D): zero ids, text only
-    want = F.cross_entropy(h @ text_only.T, targets[targets != 0] - 1)
-    net.train()
-    got = net.loss(seq, targets)
-    torch.testing.assert_close(got, full + 0.5 * want)
-    got.backward()
-    assert net.text_proj is not None and net.text_proj.weight.grad is not None
-    assert torch.count_nonzero(net.text_proj.weight.grad) > 0
-
-
 def test_id_dropout_teaches_an_unknown_item_embedding_that_untrained_items_start_from() -> None:
     """With ``id_dropout``, hidden rows take the learned unknown-item embedding (it gets gradient), and
     every untrained row takes its trained value: held-out items after `train`, new rows on `grow`."""

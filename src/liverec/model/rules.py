@@ -27,9 +27,7 @@ from liverec.events.state import Interaction
 @dataclass
 class SequentialRules:
     window: int = 10  # positions apart that still count
-    decay: float = (
-        0.8  # weight of a pair ``lag`` apart: decay ** (lag - 1); of the j-th newest history item too
-    )
+    decay: float = 0.8  # a pair `lag` apart weighs decay ** (lag - 1), the j-th newest history item too
     backward: float = 0.5  # weight of b -> a relative to a -> b (b after a)
     history: int = 3  # the user's newest items whose rows are summed
     eps: float = 0.01  # count given to a pair never seen, inside the log

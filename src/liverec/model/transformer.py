@@ -147,9 +147,6 @@ class TransformerConfig:
     # share of items whose id embedding is swapped for a learned unknown-item embedding each step: the
     # model learns to score an item by its text alone, and untrained (new) items start from that vector
     id_dropout: float = 0.0
-    # weight of a second loss scoring every item by its text alone (the unknown-item id + projected text):
-    # it trains the path new items are scored by on every step, not only on the ids `id_dropout` hides
-    text_loss: float = 0.0
     input_dropout: float = 0.0  # share of a training sequence's items removed from its input (and targets)
     label_smoothing: float = 0.0  # share of each target's probability spread over the other candidates
     exclude_seen: bool = False  # train each position's softmax without the items already in its prefix
@@ -343,10 +340,7 @@ class SASRec(nn.Module):
         if exclude is not None:
             logits.masked_fill_(exclude, -torch.inf)
         if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction: one fused log-softmax + NLL
-            loss = F.cross_entropy(logits, y[:, 0])
-            if self.training and c.text_loss > 0:
-                loss = loss + c.text_loss * self._text_only_loss(h, y[:, 0], logits)
-            return loss
+            return F.cross_entropy(logits, y[:, 0])
         logp = F.log_softmax(logits, dim=1)
         if c.label_smoothing:  # over the candidates only (excluded and seen items have -inf, no share)
             finite = torch.isfinite(logits)
@@ -356,13 +350,6 @@ class SASRec(nn.Module):
         weights = c.future_decay ** torch.arange(y.shape[1], dtype=logp.dtype) * (y != 0)
         nll = torch.where(y != 0, -logp.gather(1, y), 0.0) * weights  # (P, K)
         return nll.sum() / weights.sum()
-
-    def _text_only_loss(self, h: Tensor, y: Tensor, masked: Tensor) -> Tensor:
-        """Cross-entropy of ``h`` (P, D) against every item's text-only representation, with the
-        candidates of ``masked`` (P, N+1) logits (-inf = never a candidate); ``y`` (P,) targets."""
-        table = self.item_table(torch.ones(self.config.n_items + 1, dtype=torch.bool))  # (N+1, D)
-        logits = (h @ table.T).masked_fill(torch.isinf(masked), -torch.inf)
-        return F.cross_entropy(logits, y)
 
     @staticmethod
     def _seen(seq: Tensor, keep: Tensor, y: Tensor) -> Tensor:
