@@ -417,3 +417,28 @@ def test_with_rules_the_list_adds_live_item_to_item_counts_learned_at_the_next_r
             assert same_weights(state_of(model.net), weights)
     finally:
         engine.close()
+
+
+def test_a_registered_version_is_evaluated_as_served_when_rules_are_on(
+    tmp_path: Path, trained: Trained
+) -> None:
+    """`evaluate_snapshot` with ``[rules] weight`` > 0 scores network + weight * log prior, the rules
+    counted on train + validation (what precedes the test target); weight 0 is the network alone."""
+    from liverec.evaluate.metrics import evaluate
+    from liverec.evaluate.offline import evaluate_snapshot
+    from liverec.model.rules import SequentialRules, blend
+    from liverec.settings import RulesSettings
+    from liverec.trainer.offline import scorer
+
+    registry = ModelRegistry(tmp_path / "registry")
+    snap = registry.load(registry.save(trained.fresh(), trained.vocab))
+    split = trained.split
+    plain = evaluate_snapshot(snap, split)
+    assert evaluate_snapshot(snap, split, rules=RulesSettings(weight=0.0)) == plain
+    settings = RulesSettings(weight=2.0, history=1)
+    got = evaluate_snapshot(snap, split, rules=settings)
+    counted = SequentialRules(**settings.params()).fit(split.train_with_val(), split.n_items)
+    both = blend(scorer(trained.fresh()), counted, 2.0, split.n_items)
+    want = evaluate(both, split.test_inputs(), split.test, split.n_items)
+    assert got == pytest.approx(want)
+    assert got["mrr"] != pytest.approx(plain["mrr"])

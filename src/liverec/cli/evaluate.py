@@ -63,7 +63,10 @@ def offline(
     registry = ModelRegistry(settings.registry_path)
     for v in version or registry.list_versions():
         try:
-            results[f"transformer@{v}"] = evaluate_snapshot(registry.load(v), split)
+            snap = registry.load(v)
+            results[f"transformer@{v}"] = evaluate_snapshot(snap, split)
+            if settings.rules.weight > 0:  # also as served, with the [rules] settings
+                results[f"transformer@{v}+rules"] = evaluate_snapshot(snap, split, rules=settings.rules)
         except RegistryError as exc:
             fail(str(exc))
     if baselines:

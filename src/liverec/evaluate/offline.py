@@ -14,9 +14,10 @@ from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
 from liverec.evaluate.metrics import evaluate
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
-from liverec.model.rules import SequentialRules
+from liverec.model.rules import SequentialRules, blend
 from liverec.model.sequential import SequentialModel
 from liverec.registry.registry import Snapshot
+from liverec.settings import RulesSettings
 from liverec.store.base import EventStore
 from liverec.store.catalog import Catalog
 
@@ -97,11 +98,20 @@ def snapshot_model(snap: Snapshot, item_ids: Iterable[str]) -> SequentialModel:
     return model
 
 
-def evaluate_snapshot(snap: Snapshot, split: LeaveOneOut, on: str = "test") -> dict[str, float]:
+def evaluate_snapshot(
+    snap: Snapshot, split: LeaveOneOut, on: str = "test", rules: RulesSettings | None = None
+) -> dict[str, float]:
+    """A registered model on the validation or test target; with ``rules`` (weight > 0), as served
+    with sequential rules counted on what precedes that target (train, or train + validation)."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
+    score: Callable[[list[np.ndarray]], np.ndarray] = model.score_batch
+    if rules is not None and rules.weight > 0:
+        seen = split.train if on == "val" else split.train_with_val()
+        counted = SequentialRules(**rules.params()).fit(seen, split.n_items)
+        score = blend(score, counted, rules.weight, split.n_items)
     if on == "val":
-        return evaluate(model.score_batch, split.val_inputs(), split.val, split.n_items)
-    return evaluate(model.score_batch, split.test_inputs(), split.test, split.n_items)
+        return evaluate(score, split.val_inputs(), split.val, split.n_items)
+    return evaluate(score, split.test_inputs(), split.test, split.n_items)
 
 
 def split_from_store(store: EventStore, min_len: int = 5) -> LeaveOneOut:
