@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from liverec.events.rewards import Rewards
 from liverec.events.schema import NEEDS_VALUE, Event, EventType, StoredEvent
-from liverec.model.features import EVENT_TYPE_IDS, event_type_id
+from liverec.model.features import event_type_id
 from liverec.settings import RewardWeights
 
 if TYPE_CHECKING:
@@ -83,9 +83,8 @@ class LiveState:
         """Fold events into user state (in offset order); returns the non-impression interactions."""
         # runs for every event ingested: names are bound once, counters updated once per batch
         out: list[Interaction] = []
-        impression, rating = EventType.impression, EventType.rating
+        impression = EventType.impression
         row_of, users, type_reward = self.catalog.row, self.users, self._type_reward
-        type_ids = EVENT_TYPE_IDS
         new = tuple.__new__  # builds an Interaction without its Python-level __new__
         n, last = 0, self.last_offset
         for offset, ev in stored:
@@ -111,7 +110,7 @@ class LiveState:
             out.append(new(Interaction, (user_id, row, r, ev.timestamp, r > 0)))
             st.seen.add(row)
             if r > 0:
-                tid = type_ids[kind] if kind is not rating else event_type_id(kind, ev.value)
+                tid = event_type_id(kind, ev.value)
                 if st.items and st.items[-1] == row:  # the same engagement, one step deeper
                     st.types[-1] = tid
                     continue
