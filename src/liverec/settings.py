@@ -73,6 +73,7 @@ class RulesSettings(BaseModel):
     backward: float = Field(0.5, ge=0, description="weight of the reverse direction of a pair")
     history: int = Field(3, gt=0, description="the user's newest items whose rows are summed")
     eps: float = Field(0.01, gt=0, description="count given to a pair never seen")
+    max_per_row: int = Field(2000, ge=0, description="followers kept per item, the largest; 0 = all")
 
     def params(self) -> dict[str, Any]:
         return self.model_dump(exclude={"weight"})

@@ -69,3 +69,20 @@ def test_blend_adds_the_weighted_log_prior_to_the_scores() -> None:
 def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SequentialRules(**bad)  # type: ignore[arg-type]
+
+
+def test_rows_keep_their_largest_counts_when_bounded() -> None:
+    """A bound keeps each item's largest followers, in a fit and at every live merge; 0 keeps all."""
+    # item 0 is followed by 1 four times, by 2 twice and by 3 once (window 1, forward only)
+    seqs = [np.array([0, 1])] * 4 + [np.array([0, 2])] * 2 + [np.array([0, 3])]
+    kw = {"window": 1, "backward": 0.0, "history": 1}
+    full = SequentialRules(**kw, max_per_row=0).fit(seqs, 4)
+    np.testing.assert_allclose(full.counts.toarray()[0], [0, 4, 2, 1])
+    bounded = SequentialRules(**kw, max_per_row=2).fit(seqs, 4)
+    np.testing.assert_allclose(bounded.counts.toarray()[0], [0, 4, 2, 0])
+    live = SequentialRules(**kw, max_per_row=2, merge_every=1)
+    for u, s in enumerate(seqs):
+        live.observe([Interaction(str(u), int(r), 1.0, float(t), True) for t, r in enumerate(s)])
+    assert not live._pending
+    assert live.counts[0].nnz == 2 and live.counts[0, 1] == 4.0
+    assert np.diff(live.counts.indptr).max() <= 2

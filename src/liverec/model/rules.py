@@ -32,13 +32,14 @@ class SequentialRules:
     history: int = 3  # the user's newest items whose rows are summed
     eps: float = 0.01  # count given to a pair never seen, inside the log
     merge_every: int = 50_000  # live additions kept aside before they are merged into the matrix
+    max_per_row: int = 2000  # followers kept per item (the largest counts) at each merge; 0 = all
     name: str = "rules"
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.history < 1:
             raise ValueError("window and history must be at least 1")
-        if not 0 < self.decay <= 1 or self.backward < 0 or self.eps <= 0:
-            raise ValueError("need 0 < decay <= 1, backward >= 0 and eps > 0")
+        if not 0 < self.decay <= 1 or self.backward < 0 or self.eps <= 0 or self.max_per_row < 0:
+            raise ValueError("need 0 < decay <= 1, backward >= 0, eps > 0 and max_per_row >= 0")
         self.n_items = 0
         self._lock = threading.Lock()  # live adds and request-path reads of `_pending`
         self.counts = sp.csr_matrix((0, 0), dtype=np.float64)  # (N, N): row a -> weight of each b
@@ -110,17 +111,32 @@ class SequentialRules:
         )
         self._pending, self._n_pending = {}, 0
 
-    @staticmethod
     def _matrix(
-        rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray], n: int
+        self, rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray], n: int
     ) -> sp.csr_matrix:
         if not rows:
             return sp.csr_matrix((n, n), dtype=np.float64)
-        return sp.csr_matrix(
+        m = sp.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(n, n),
             dtype=np.float64,
         )
+        return self._prune(m) if self.max_per_row else m
+
+    def _prune(self, m: sp.csr_matrix) -> sp.csr_matrix:
+        """Keep each row's `max_per_row` largest counts: memory grows with items, not with pairs.
+        A pruned pair that comes back counts again from zero (so live counts then differ from a fit)."""
+        k = self.max_per_row
+        lengths = np.diff(m.indptr)
+        if not (lengths > k).any():
+            return m
+        keep = np.ones(m.nnz, dtype=bool)
+        for a in np.flatnonzero(lengths > k):
+            lo, hi = m.indptr[a], m.indptr[a + 1]
+            drop = np.argpartition(m.data[lo:hi], hi - lo - k)[: hi - lo - k]
+            keep[lo + drop] = False
+        row = np.repeat(np.arange(m.shape[0]), lengths)[keep]
+        return sp.csr_matrix((m.data[keep], (row, m.indices[keep])), shape=m.shape)
 
     # -- scoring --------------------------------------------------------------------------------
     def user_counts(self, items: Sequence[int] | np.ndarray, n_items: int) -> np.ndarray:
