@@ -68,7 +68,8 @@ class SequentialRules:
         return self
 
     def observe(self, interactions: Sequence[Interaction]) -> None:
-        """Count live positives in log order; what `fit` would count on the same sequences."""
+        """Count live positives in log order; what `fit` would count on the same sequences (while no
+        row outgrows `max_per_row`)."""
         with self._lock:
             self._observe(interactions)
 
