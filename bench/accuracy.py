@@ -204,6 +204,7 @@ def cold_start(
     hr_blend: list[float] = []
     rnd: list[float] = []
     tuned: list[dict[str, Any]] = []
+    main = float(model.get("id_dropout", 0.0))  # the main figure's value, one of the candidates
     for seed in seeds:
         split = leave_one_out(seqs, min_len=5, cold_fraction=frac, seed=seed)
         users = np.flatnonzero(np.isin(split.test, split.cold_items))
@@ -211,23 +212,19 @@ def cold_start(
         log(f"cold start seed {seed}: {len(split.cold_items)} held-out items, {len(users)} test users")
         inputs = split.test_inputs()
         candidates: list[dict[str, float]] = []
-        for p in dict.fromkeys([model.get("id_dropout", 0.0), *grid]):
+        for p in dict.fromkeys([main, *grid]):
             res, net = run_transformer(
-                split,
-                text,
-                {**model, "id_dropout": p},
-                seed,
-                threads,
-                with_blend=p == model.get("id_dropout"),
+                split, text, {**model, "id_dropout": p}, seed, threads, with_blend=p == main
             )
-            val = evaluate(scorer(net), split.val_inputs(), split.val, split.n_items)["ndcg@10"]
-            val_cold = evaluate(scorer(net), split.val_inputs(), split.val, split.n_items, subset=val_users)
-            test_hr = evaluate(scorer(net), inputs, split.test, split.n_items, subset=users)["hr@10"]
+            score = scorer(net)
+            val = evaluate(score, split.val_inputs(), split.val, split.n_items)["ndcg@10"]
+            val_cold = evaluate(score, split.val_inputs(), split.val, split.n_items, subset=val_users)
+            test_hr = evaluate(score, inputs, split.test, split.n_items, subset=users)["hr@10"]
             candidates.append(
                 {"id_dropout": p, "val_ndcg@10": val, "val_cold_mrr": val_cold["mrr"], "hr@10": test_hr}
             )
             log(f"  id_dropout {p}: val ndcg@10 {val:.4f}, cold-target val MRR {val_cold['mrr']:.4f}")
-            if p == model.get("id_dropout"):
+            if p == main:
                 hr.append(test_hr)
                 # the served blend: the rules never saw a held-out item, so its own (text) score decides
                 both, _ = served_blend(split, net, res)
