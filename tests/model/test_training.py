@@ -12,6 +12,7 @@ import torch
 
 from liverec.evaluate.metrics import evaluate
 from liverec.evaluate.split import leave_one_out
+from liverec.model.features import Seq
 from liverec.model.transformer import TransformerConfig
 from liverec.trainer.offline import (
     EpochLog,
@@ -21,6 +22,7 @@ from liverec.trainer.offline import (
     lr_factor,
     refit_transformer,
     scorer,
+    shuffle_ties,
     train,
     train_config,
     training_batches,
@@ -181,3 +183,44 @@ def test_refit_learns_validation_targets_up_to_the_chosen_epoch_on_the_selection
     assert sum(map(len, split.train_with_val())) > sum(map(len, split.train))
     assert not np.isin(seen, split.cold_items).any()
     assert refit.id_emb.weight[torch.as_tensor(split.cold_items) + 1].abs().sum() == 0
+
+
+def test_shuffle_ties_reorders_only_within_runs_of_equal_timestamps() -> None:
+    """Each run of tied timestamps comes back as the same items (types moved along) in some order,
+    runs stay in place, and the draws differ; a sequence without ties or times is left alone."""
+    items = np.arange(10, 20)
+    times = np.array([1, 1, 1, 2, 3, 3, 3, 3, 4, 5], dtype=np.float64)
+    types = items % 3
+    s = Seq(items, times, types)
+    rng = np.random.default_rng(0)
+    orders = set()
+    for _ in range(50):
+        out = shuffle_ties(s, rng)
+        assert isinstance(out, Seq) and out.times is not None and out.types is not None
+        assert np.array_equal(out.times, times)  # times stay sorted: the runs keep their places
+        for t in np.unique(times):
+            run = times == t
+            assert sorted(out[run].tolist()) == sorted(items[run].tolist())
+        assert np.array_equal(out.types, np.asarray(out) % 3)  # each item keeps its own type
+        orders.add(tuple(out.tolist()))
+    assert len(orders) > 20  # 3! * 4! = 144 orders possible
+    untied = Seq(items, np.arange(10.0), types)
+    assert shuffle_ties(untied, rng) is untied
+    assert shuffle_ties(items, rng) is items  # no times: nothing known to be tied
+
+
+def test_training_batches_shuffle_ties_only_when_asked() -> None:
+    """With ``ties`` each epoch's windows draw a new order of the tied items; without, log order."""
+    s = Seq(np.arange(6), np.array([0, 0, 0, 1, 1, 2], dtype=np.float64))
+    config = TransformerConfig(n_items=10, max_len=8)
+
+    def window(ties: bool, rng: np.random.Generator) -> list[int]:
+        [((inp, _, _), tgt)] = training_batches([s], config, batch_size=4, rng=rng, crop=False, ties=ties)
+        return [int(inp[0, inp[0] > 0][0]) - 1, *(tgt[0, tgt[0] > 0] - 1).tolist()]
+
+    rng = np.random.default_rng(1)
+    assert all(window(False, rng) == list(range(6)) for _ in range(10))
+    seen = {tuple(window(True, rng)) for _ in range(40)}
+    assert len(seen) > 1
+    for w in seen:
+        assert sorted(w[:3]) == [0, 1, 2] and sorted(w[3:5]) == [3, 4] and w[5] == 5

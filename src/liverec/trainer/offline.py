@@ -2,7 +2,8 @@
 validation NDCG@10, fixed seeds, both cores.
 
 Batches group users of similar history length (less padding); long histories are randomly cropped
-each epoch so every part of them is trained on, not only the newest `max_len` items.
+each epoch so every part of them is trained on, not only the newest `max_len` items; with
+`shuffle_ties`, interactions that share a timestamp are put in a fresh order each epoch.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class TrainConfig:
     schedule: str = "constant"
     warmup_epochs: int = 3
     stop_after: int = 0  # > 0: end after this epoch, the schedule still spanning `epochs` (a refit)
+    # each epoch, put interactions logged at the same timestamp in a fresh random order: their log
+    # order says nothing when a source records whole sessions at once (ml-100k: half of all
+    # neighbouring ratings share their second, in an order its README calls random)
+    shuffle_ties: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -134,16 +139,36 @@ def _window(s: np.ndarray, start: int, stop: int) -> np.ndarray:
     return s.window(start, stop) if isinstance(s, Seq) else s[start:stop]
 
 
+def shuffle_ties(s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``s`` with each run of equal timestamps in a random order (event types move along; runs never
+    mix). A sequence without times, or without ties, comes back as it is."""
+    if not isinstance(s, Seq) or s.times is None or len(s) < 2:
+        return s
+    times = s.times
+    run = np.concatenate([[0], np.cumsum(np.diff(times) != 0)])  # (L,) run index, non-decreasing
+    if run[-1] == len(s) - 1:  # no ties
+        return s
+    order = np.lexsort((rng.random(len(s)), run))
+    return Seq(np.asarray(s)[order], times[order], None if s.types is None else s.types[order])
+
+
 def training_batches(
-    seqs: list[np.ndarray], config: TransformerConfig, batch_size: int, rng: np.random.Generator, crop: bool
+    seqs: list[np.ndarray],
+    config: TransformerConfig,
+    batch_size: int,
+    rng: np.random.Generator,
+    crop: bool,
+    ties: bool = False,
 ) -> list[tuple[Inputs, torch.Tensor]]:
     """(inputs, targets) batches: inputs are items 0..T-1 of a window (with their features), targets
-    (B, T) int64 the items 1..T."""
+    (B, T) int64 the items 1..T. ``ties``: see `TrainConfig.shuffle_ties`."""
     max_len = config.max_len
     windows = []
     for s in seqs:
         if len(s) < 2:
             continue
+        if ties:
+            s = shuffle_ties(s, rng)
         end = len(s)
         if crop and len(s) > max_len + 1:
             end = int(rng.integers(max_len + 1, len(s) + 1))
@@ -236,7 +261,7 @@ def train(
         model.train()
         t0 = time.perf_counter()
         total, count = 0.0, 0
-        batches = training_batches(train_seqs, model.config, cfg.batch_size, rng, cfg.crop)
+        batches = training_batches(train_seqs, model.config, cfg.batch_size, rng, cfg.crop, cfg.shuffle_ties)
         for step, ((inp, gaps, types), tgt) in enumerate(batches):
             factor = lr_factor(cfg, epoch + step / len(batches), time.perf_counter() - t_start)
             for group in opt.param_groups:
