@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from liverec.events.schema import EventType
+from liverec.model.features import EVENT_TYPE_IDS, event_type_id
+from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry, RegistryError
 
 from .conftest import ITEM_IDS, Trained, plant_pickle, rows_of, same_weights, state_of
@@ -233,3 +236,32 @@ def test_concurrent_saves_from_two_processes_get_distinct_versions(tmp_path: Pat
         assert len(reg.load(v).vocab) == 50
     assert sorted(written) == [(w, k) for w in range(2) for k in range(per)]
     assert not [p for p in reg.versions_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_a_snapshot_from_before_star_ratings_loads_and_scores_as_it_did(tmp_path: Path) -> None:
+    """Older code had no star rows in the event-type table and embedded every rating as the rating
+    type. Its snapshots load (each star row starts as the rating row), so a star-rated history
+    scores exactly as the old model scored a plain rating."""
+    torch.manual_seed(0)
+    net = SASRec(
+        TransformerConfig(n_items=20, text_dim=0, d_model=16, n_layers=1, n_heads=1, event_types=True)
+    )
+    reg = ModelRegistry(tmp_path / "registry")
+    version = reg.save(net, [f"i{k}" for k in range(20)])
+    weights = reg.versions_dir / version / "weights.pt"
+    state = torch.load(weights, weights_only=True)
+    old_rows = len(EVENT_TYPE_IDS) + 1  # padding + one row per event type, no stars
+    state["type_emb.weight"] = state["type_emb.weight"][:old_rows].clone()
+    torch.save(state, weights)
+
+    model = reg.load(version).model
+    seq = torch.tensor([[3, 7, 1, 12]])
+    rating = EVENT_TYPE_IDS[EventType.rating]
+    stars = torch.tensor([[event_type_id(EventType.rating, v) for v in (1, 3, 4, 5)]])
+    assert len(set(stars[0].tolist()) | {rating}) == 5  # four distinct star rows, none the rating row
+    as_old = model.score_last(seq, torch.full_like(seq, rating))
+    assert torch.equal(model.score_last(seq, stars), as_old)
+    # not a table that ignores types: a click history scores differently
+    assert not torch.allclose(
+        model.score_last(seq, torch.full_like(seq, EVENT_TYPE_IDS[EventType.click])), as_old
+    )

@@ -14,7 +14,7 @@ import torch
 from liverec.events.schema import Event, EventType, Item, StoredEvent
 from liverec.model.features import gap_buckets
 from liverec.model.text import TextEncoder
-from liverec.trainer.online import OnlineLearner, Track
+from liverec.trainer.online import OnlineLearner, Track, pad_moments
 from liverec.trainer.replay import ReplayBuffer
 from model.conftest import NEW_TEXT, T0, same_weights
 
@@ -362,3 +362,23 @@ def test_sharded_steps_learn_what_one_shard_learns(trained: Trained) -> None:
 def test_shards_must_be_positive(trained: Trained) -> None:
     with pytest.raises(ValueError, match="shards"):
         learner(trained, shards=0)
+
+
+def test_restored_adam_moments_are_padded_for_rows_the_parameter_gained() -> None:
+    """Adam state saved for a smaller table (a checkpoint from before the table grew) is padded with
+    zero moments: the old rows keep theirs, the new rows start unstepped, and the next step runs."""
+    small = torch.nn.Parameter(torch.ones(3, 2))
+    opt = torch.optim.AdamW([small], lr=0.1, foreach=True)
+    small.sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    big = torch.nn.Parameter(torch.ones(5, 2))
+    opt = torch.optim.AdamW([big], lr=0.1, foreach=True)
+    opt.load_state_dict(saved)
+    pad_moments(opt)
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = opt.state[big][key]
+        assert moment.shape == (5, 2)
+        assert torch.equal(moment[:3], saved["state"][0][key]) and not moment[3:].any()
+    big.sum().backward()
+    opt.step()  # without the padding, the foreach update fails on mismatched shapes

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liverec.model.features import N_EVENT_TYPES, N_TIME_GAP_BUCKETS
+from liverec.events.schema import EventType
+from liverec.model.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
 
 
 class Dropout(nn.Module):
@@ -291,6 +293,13 @@ class SASRec(nn.Module):
         CPU). The item table stays eager, so a growing catalog never triggers recompilation."""
         self._compiled = torch.compile(self.encode, dynamic=True)
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """`nn.Module.load_state_dict`, also reading weights saved before ratings were embedded by
+        their stars (see `with_star_rows`)."""
+        return super().load_state_dict(with_star_rows(state_dict), strict, assign)
+
     def __deepcopy__(self, memo: dict[int, object]) -> SASRec:
         """Copies are eager (a compiled function is tied to the module it was compiled for)."""
         compiled, self._compiled = self._compiled, None
@@ -392,3 +401,15 @@ class SASRec(nn.Module):
         table = self.item_table() if table is None else table
         h = self.forward(seq, types, gaps, table, last=True)[:, -1]  # (B, D)
         return h @ table[1:].T
+
+
+def with_star_rows(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` with an older event-type table brought up to date. Older code had no star rows and
+    embedded every rating with the rating type's row; each new star row starts as that row, so an
+    old model scores exactly as it did. Anything else is returned as it is (a bad shape still fails
+    loudly in `load_state_dict`)."""
+    w = state.get("type_emb.weight")
+    if w is None or w.shape[0] != N_EVENT_TYPES + 1 - RATING_STARS:
+        return state
+    rating = w[EVENT_TYPE_IDS[EventType.rating]]  # (D,)
+    return {**state, "type_emb.weight": torch.cat([w, rating.expand(RATING_STARS, -1)])}

@@ -35,7 +35,7 @@ from liverec.registry.registry import ModelRegistry, RegistryError
 from liverec.settings import RewardWeights
 from liverec.store.base import EventStore
 from liverec.trainer.filters import EventFilter, FilterConfig
-from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner
+from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner, pad_moments
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ class Follower:
         if state is not None:
             learner.ema.load_state_dict(state["ema"])
             learner.opt.load_state_dict(state["opt"])
+            pad_moments(learner.opt)  # a checkpoint from before the event-type table grew
             learner.steps, learner.examples = int(state["steps"]), int(state["examples"])
         for page in self.store.pages(0, 20_000):  # rebuild: sequences, filters, replay; no training
             page = [s for s in page if s.offset <= offset]

@@ -197,11 +197,8 @@ class OnlineLearner:
         for group in self.opt.param_groups:
             group["params"] = [new if p is old else p for p in group["params"]]
         if state:
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    pad = torch.zeros(n_new, state[key].shape[1], dtype=state[key].dtype)
-                    state[key] = torch.cat([state[key], pad])
             self.opt.state[new] = state
+            pad_moments(self.opt)
         self.last_seen = np.concatenate([self.last_seen, np.zeros(n_new)])
         if self.text_fn is not None and new_ids:
             texts = self.text_fn(new_ids)
@@ -462,3 +459,13 @@ class OnlineLearner:
             "examples": self.examples,
             "clock": self.clock,
         }
+
+
+def pad_moments(opt: torch.optim.Optimizer) -> None:
+    """Zero Adam moments for the rows a parameter gained since its state was saved (a grown item
+    table, an upgraded event-type table): a new row starts as if never stepped."""
+    for p, state in opt.state.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            t = state.get(key)
+            if isinstance(t, torch.Tensor) and t.dim() and t.shape[1:] == p.shape[1:] and len(t) < len(p):
+                state[key] = torch.cat([t, t.new_zeros(len(p) - len(t), *t.shape[1:])])
