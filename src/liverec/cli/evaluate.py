@@ -41,7 +41,7 @@ def offline(
 ) -> None:
     """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage (JSON on stdout)."""
     from liverec.evaluate.offline import baselines as run_baselines
-    from liverec.evaluate.offline import evaluate_snapshot, sequences_from_store
+    from liverec.evaluate.offline import evaluate_snapshot, sequences_from_store, served_rules
     from liverec.evaluate.split import leave_one_out, sequences_from_events
     from liverec.registry.registry import ModelRegistry, RegistryError
 
@@ -61,12 +61,17 @@ def offline(
         fail(f"no user has {min_len} or more positive interactions")
     results: dict[str, dict[str, Any]] = {}
     registry = ModelRegistry(settings.registry_path)
-    for v in version or registry.list_versions():
+    versions = version or registry.list_versions()
+    # also as served, with the [rules] settings: counted once, added to every version
+    counted = served_rules(split, settings.rules) if settings.rules.weight > 0 and versions else None
+    for v in versions:
         try:
             snap = registry.load(v)
             results[f"transformer@{v}"] = evaluate_snapshot(snap, split)
-            if settings.rules.weight > 0:  # also as served, with the [rules] settings
-                results[f"transformer@{v}+rules"] = evaluate_snapshot(snap, split, rules=settings.rules)
+            if counted is not None:
+                results[f"transformer@{v}+rules"] = evaluate_snapshot(
+                    snap, split, rules=settings.rules, counted=counted
+                )
         except RegistryError as exc:
             fail(str(exc))
     if baselines:

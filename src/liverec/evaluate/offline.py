@@ -98,16 +98,27 @@ def snapshot_model(snap: Snapshot, item_ids: Iterable[str]) -> SequentialModel:
     return model
 
 
+def served_rules(split: LeaveOneOut, rules: RulesSettings, on: str = "test") -> SequentialRules:
+    """The ``[rules]`` counted on what precedes the ``on`` target (train, or train + validation)."""
+    seen = split.train if on == "val" else split.train_with_val()
+    return SequentialRules(**rules.params()).fit(seen, split.n_items)
+
+
 def evaluate_snapshot(
-    snap: Snapshot, split: LeaveOneOut, on: str = "test", rules: RulesSettings | None = None
+    snap: Snapshot,
+    split: LeaveOneOut,
+    on: str = "test",
+    rules: RulesSettings | None = None,
+    counted: SequentialRules | None = None,
 ) -> dict[str, float]:
     """A registered model on the validation or test target; with ``rules`` (weight > 0), as served
-    with sequential rules counted on what precedes that target (train, or train + validation)."""
+    with sequential rules counted on what precedes that target (`served_rules`; pass them as
+    ``counted`` to count once for many versions)."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
     score: Callable[[list[np.ndarray]], np.ndarray] = model.score_batch
     if rules is not None and rules.weight > 0:
-        seen = split.train if on == "val" else split.train_with_val()
-        counted = SequentialRules(**rules.params()).fit(seen, split.n_items)
+        if counted is None:
+            counted = served_rules(split, rules, on)
         score = blend(score, counted, rules.weight, split.n_items)
     if on == "val":
         return evaluate(score, split.val_inputs(), split.val, split.n_items)
