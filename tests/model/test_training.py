@@ -224,3 +224,23 @@ def test_training_batches_shuffle_ties_only_when_asked() -> None:
     assert len(seen) > 1
     for w in seen:
         assert sorted(w[:3]) == [0, 1, 2] and sorted(w[3:5]) == [3, 4] and w[5] == 5
+
+
+def test_train_shuffles_ties_only_when_configured_and_only_where_times_tie() -> None:
+    """`TrainConfig.shuffle_ties` reaches training: on sequences whose times never tie it changes
+    nothing (same weights, bit for bit); on tied ones it trains on other orders (other weights)."""
+    rng = np.random.default_rng(0)
+    items = [rng.integers(0, N_ITEMS, size=8) for _ in range(40)]
+    untied = [Seq(s, np.arange(8.0)) for s in items]
+    tied = [Seq(s, np.repeat(np.arange(4.0), 2)) for s in items]
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=0, threads=1)
+
+    def weights(seqs: list[np.ndarray], shuffle: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model(N_ITEMS, None, TINY)
+        train(model, seqs, [], np.empty(0, np.int64), replace(cfg, shuffle_ties=shuffle))
+        return state_of(model)
+
+    assert same_weights(weights(untied, True), weights(untied, False))
+    assert same_weights(weights(tied, False), weights(untied, False))  # times alone change nothing
+    assert not same_weights(weights(tied, True), weights(tied, False))
