@@ -37,11 +37,12 @@ import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
 from liverec.evaluate.metrics import evaluate
-from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, test_metrics, tune
+from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, served_rules, test_metrics, tune
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
 from liverec.model.rules import SequentialRules, blend
 from liverec.model.text import TextEncoder
+from liverec.settings import RulesSettings
 from liverec.store import open_store
 from liverec.trainer.offline import EpochLog, TrainConfig, fit_transformer, refit_transformer, scorer
 
@@ -181,7 +182,7 @@ def served_blend(split: LeaveOneOut, net: Any, res: dict[str, Any]) -> tuple[Any
     """The test-time scorer of the blend ``res`` chose: rules counted on train + validation (as the
     baselines are refit) added to ``net``; and the seconds the counting took."""
     t0 = time.perf_counter()
-    rules = SequentialRules(**res["blend_params"]).fit(split.train_with_val(), split.n_items)
+    rules = served_rules(split, RulesSettings(**res["blend_params"], weight=res["blend_weight"]))
     return blend(scorer(net), rules, res["blend_weight"], split.n_items), time.perf_counter() - t0
 
 

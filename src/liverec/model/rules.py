@@ -131,13 +131,11 @@ class SequentialRules:
         lengths = np.diff(m.indptr)
         if not (lengths > k).any():
             return m
-        keep = np.ones(m.nnz, dtype=bool)
-        for a in np.flatnonzero(lengths > k):
-            lo, hi = m.indptr[a], m.indptr[a + 1]
-            drop = np.argpartition(m.data[lo:hi], hi - lo - k)[: hi - lo - k]
-            keep[lo + drop] = False
-        row = np.repeat(np.arange(m.shape[0]), lengths)[keep]
-        return sp.csr_matrix((m.data[keep], (row, m.indices[keep])), shape=m.shape)
+        row = np.repeat(np.arange(m.shape[0]), lengths)  # (nnz,) row of each stored count
+        order = np.lexsort((-m.data, row))  # by row, largest count first
+        rank = np.arange(m.nnz) - m.indptr[row[order]]  # place of each count within its row
+        keep = order[rank < k]
+        return sp.csr_matrix((m.data[keep], (row[keep], m.indices[keep])), shape=m.shape)
 
     # -- scoring --------------------------------------------------------------------------------
     def user_counts(self, items: Sequence[int] | np.ndarray, n_items: int) -> np.ndarray:
