@@ -141,6 +141,18 @@ def test_train_register_promote_list_rollback_and_evaluate(world: dict[str, Any]
         assert report["models"][f"transformer@{v}"]["ndcg@10"] == pytest.approx(recorded["ndcg@10"], abs=1e-6)
     assert set(report["models"]["itemknn"]["params"]) == {"neighbors", "history"}
 
+    # with [rules] on, each version also as served; the network-alone figures stay what they were
+    served = subprocess.run(
+        [str(exe), "evaluate", "offline", "-c", cfg, "--min-len", "3", "--no-baselines"],
+        capture_output=True, text=True, env={**env, "LIVEREC_RULES__WEIGHT": "1.5"}, timeout=600,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr
+    blended = json.loads(served.stdout)["models"]
+    assert set(blended) == {f"transformer@{v}{s}" for v in ("v000001", "v000002") for s in ("", "+rules")}
+    for v in ("v000001", "v000002"):
+        assert blended[f"transformer@{v}"] == report["models"][f"transformer@{v}"]
+        assert blended[f"transformer@{v}+rules"]["mrr"] != blended[f"transformer@{v}"]["mrr"]
+
 
 def _keys() -> list[str]:
     return [embedding_key(ENCODER_NAME, ITEM_TEXT[i]) for i in ITEM_IDS]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from liverec.evaluate.baselines import ItemKNN, Popularity
-from liverec.evaluate.metrics import evaluate, ranking_metrics, target_ranks, top_k
+from liverec.evaluate.metrics import LastBatch, evaluate, evaluate_many, ranking_metrics, target_ranks, top_k
 from liverec.evaluate.offline import test_metrics as refit_and_test
 from liverec.evaluate.offline import tune
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
@@ -67,6 +67,31 @@ def test_evaluate_excludes_seen_items_and_reports_coverage() -> None:
 
     constant = evaluate(lambda seqs: np.ones((len(seqs), n), np.float32), inputs, targets, n)
     assert constant["hr@20"] == 0.0 and constant["ndcg@10"] == 0.0
+
+
+def test_evaluate_many_scores_a_shared_base_once_per_batch() -> None:
+    """A blend built on `LastBatch` gets each batch's base scores without a second call, and every
+    scorer's metrics equal what `evaluate` gives it alone."""
+    rng = np.random.default_rng(0)
+    n, users = 40, 10
+    inputs = [rng.choice(n, size=3, replace=False) for _ in range(users)]
+    targets = rng.integers(0, n, size=users)
+    table = rng.random((users, n)).astype(np.float32)
+    calls: list[int] = []
+
+    def base(seqs: list[np.ndarray]) -> np.ndarray:
+        calls.append(len(seqs))
+        return np.stack([table[int(s[0]) % users] for s in seqs])
+
+    bias = np.linspace(0.0, 0.5, n, dtype=np.float32)
+    shared = LastBatch(base)
+    many = evaluate_many(
+        {"alone": shared, "blend": lambda seqs: shared(seqs) + bias}, inputs, targets, n, batch=4
+    )
+    assert calls == [4, 4, 2]  # one call per batch, not two
+    assert many["alone"] == evaluate(base, inputs, targets, n, batch=4)
+    assert many["blend"] == evaluate(lambda seqs: base(seqs) + bias, inputs, targets, n, batch=4)
+    assert many["blend"] != many["alone"]
 
 
 def sequences(rows: list[list[int]], n_items: int) -> Sequences:

@@ -41,7 +41,7 @@ def offline(
 ) -> None:
     """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage (JSON on stdout)."""
     from liverec.evaluate.offline import baselines as run_baselines
-    from liverec.evaluate.offline import evaluate_snapshot, sequences_from_store, served_rules
+    from liverec.evaluate.offline import evaluate_snapshot_all, sequences_from_store, served_rules
     from liverec.evaluate.split import leave_one_out, sequences_from_events
     from liverec.registry.registry import ModelRegistry, RegistryError
 
@@ -67,11 +67,11 @@ def offline(
     for v in versions:
         try:
             snap = registry.load(v)
-            results[f"transformer@{v}"] = evaluate_snapshot(snap, split)
-            if counted is not None:
-                results[f"transformer@{v}+rules"] = evaluate_snapshot(
-                    snap, split, rules=settings.rules, counted=counted
-                )
+            # the network alone and, with rules, as served: one forward pass per user for both
+            alone, *served = evaluate_snapshot_all(snap, split, rules=settings.rules, counted=counted)
+            results[f"transformer@{v}"] = alone
+            if served:
+                results[f"transformer@{v}+rules"] = served[0]
         except RegistryError as exc:
             fail(str(exc))
     if baselines:

@@ -3,7 +3,7 @@ interacted with are excluded. Ties count against the target (a constant scorer s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,16 +51,49 @@ def evaluate(
     subset: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics of ``scorer`` over users (optionally only ``subset`` of them), plus catalog coverage@10."""
+    return evaluate_many({"": scorer}, inputs, targets, n_items, batch, ks, subset)[""]
+
+
+def evaluate_many(
+    scorers: Mapping[str, Scorer],
+    inputs: list[np.ndarray],
+    targets: np.ndarray,
+    n_items: int,
+    batch: int = 256,
+    ks: Sequence[int] = (10, 20),
+    subset: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
+    """`evaluate` for several scorers in one pass over the users. Every scorer gets each batch as the
+    same list object, so one built on another through `LastBatch` (a blend) reuses its scores."""
     idx = np.arange(len(inputs)) if subset is None else np.asarray(subset)
-    ranks: list[np.ndarray] = []
-    shown = np.zeros(n_items, dtype=bool)
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    shown = {name: np.zeros(n_items, dtype=bool) for name in scorers}
     for start in range(0, len(idx), batch):
         b = idx[start : start + batch]
         seqs = [inputs[i] for i in b]
-        scores = scorer(seqs)[:, :n_items]
-        ranks.append(target_ranks(scores, targets[b], seqs))
-        shown[top_k(scores, seqs, 10).ravel()] = True
-    out = ranking_metrics(np.concatenate(ranks) if ranks else np.empty(0, np.int64), ks)
-    out["coverage@10"] = float(shown.mean())
-    out["users"] = float(len(idx))
+        for name, scorer in scorers.items():
+            scores = scorer(seqs)[:, :n_items]
+            ranks[name].append(target_ranks(scores, targets[b], seqs))
+            shown[name][top_k(scores, seqs, 10).ravel()] = True
+    out: dict[str, dict[str, float]] = {}
+    for name in scorers:
+        r = np.concatenate(ranks[name]) if ranks[name] else np.empty(0, np.int64)
+        out[name] = ranking_metrics(r, ks)
+        out[name]["coverage@10"] = float(shown[name].mean())
+        out[name]["users"] = float(len(idx))
     return out
+
+
+class LastBatch:
+    """``score`` remembering its last batch: scorers built on it, called in turn on one batch (see
+    `evaluate_many`), score the batch once. Holding the list keeps its identity from being reused."""
+
+    def __init__(self, score: Scorer) -> None:
+        self.score = score
+        self._seqs: list[np.ndarray] | None = None
+        self._scores = np.zeros((0, 0), np.float32)
+
+    def __call__(self, seqs: list[np.ndarray]) -> np.ndarray:
+        if seqs is not self._seqs:
+            self._seqs, self._scores = seqs, self.score(seqs)
+        return self._scores

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import evaluate
+from liverec.evaluate.metrics import LastBatch, evaluate, evaluate_many
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules, blend
@@ -114,15 +114,30 @@ def evaluate_snapshot(
     """A registered model on the validation or test target; with ``rules`` (weight > 0), as served
     with sequential rules counted on what precedes that target (`served_rules`; pass them as
     ``counted`` to count once for many versions)."""
+    return evaluate_snapshot_all(snap, split, on, rules, counted)[-1]
+
+
+def evaluate_snapshot_all(
+    snap: Snapshot,
+    split: LeaveOneOut,
+    on: str = "test",
+    rules: RulesSettings | None = None,
+    counted: SequentialRules | None = None,
+) -> list[dict[str, float]]:
+    """[the network alone] or, with ``rules`` (weight > 0), [alone, as served] (see
+    `evaluate_snapshot`), from one pass: the served scores add the rules to the network's."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
-    score: Callable[[list[np.ndarray]], np.ndarray] = model.score_batch
+    network = LastBatch(model.score_batch)
+    scorers: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {"alone": network}
     if rules is not None and rules.weight > 0:
         if counted is None:
             counted = served_rules(split, rules, on)
-        score = blend(score, counted, rules.weight, split.n_items)
+        scorers["served"] = blend(network, counted, rules.weight, split.n_items)
     if on == "val":
-        return evaluate(score, split.val_inputs(), split.val, split.n_items)
-    return evaluate(score, split.test_inputs(), split.test, split.n_items)
+        out = evaluate_many(scorers, split.val_inputs(), split.val, split.n_items)
+    else:
+        out = evaluate_many(scorers, split.test_inputs(), split.test, split.n_items)
+    return list(out.values())
 
 
 def split_from_store(store: EventStore, min_len: int = 5) -> LeaveOneOut:
