@@ -133,11 +133,8 @@ def evaluate_snapshot_all(
         if counted is None:
             counted = served_rules(split, rules, on)
         scorers["served"] = blend(network, counted, rules.weight, split.n_items)
-    if on == "val":
-        out = evaluate_many(scorers, split.val_inputs(), split.val, split.n_items)
-    else:
-        out = evaluate_many(scorers, split.test_inputs(), split.test, split.n_items)
-    return list(out.values())
+    inputs, targets = (split.val_inputs(), split.val) if on == "val" else (split.test_inputs(), split.test)
+    return list(evaluate_many(scorers, inputs, targets, split.n_items).values())
 
 
 def split_from_store(store: EventStore, min_len: int = 5) -> LeaveOneOut:
