@@ -10,9 +10,20 @@ import numpy as np
 import pytest
 
 from liverec.evaluate.baselines import ItemKNN, Popularity
-from liverec.evaluate.metrics import LastBatch, evaluate, evaluate_many, ranking_metrics, target_ranks, top_k
+from liverec.evaluate.metrics import (
+    LastBatch,
+    evaluate,
+    evaluate_many,
+    ndcg_per_user,
+    rank_many,
+    ranking_metrics,
+    target_ranks,
+    top_k,
+)
 from liverec.evaluate.offline import test_metrics as refit_and_test
+from liverec.evaluate.offline import test_ranked as refit_and_rank
 from liverec.evaluate.offline import tune
+from liverec.evaluate.ope import bootstrap_interval
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.schema import Event, EventType, Item
 from liverec.model.features import EVENT_TYPE_IDS
@@ -92,6 +103,47 @@ def test_evaluate_many_scores_a_shared_base_once_per_batch() -> None:
     assert many["alone"] == evaluate(base, inputs, targets, n, batch=4)
     assert many["blend"] == evaluate(lambda seqs: base(seqs) + bias, inputs, targets, n, batch=4)
     assert many["blend"] != many["alone"]
+
+
+def test_rank_many_keeps_each_users_rank_and_agrees_with_evaluate() -> None:
+    """Per-user ranks (what a confidence interval resamples) in user order, with the same metrics
+    `evaluate` reports; the subset keeps its users' order."""
+    rng = np.random.default_rng(1)
+    n, users = 50, 9
+    inputs = [rng.choice(n, size=4, replace=False) for _ in range(users)]
+    targets = rng.integers(0, n, size=users)
+    table = rng.random((users, n)).astype(np.float32)
+
+    def score(seqs: list[np.ndarray]) -> np.ndarray:
+        return np.stack([table[int(s[0]) % users] for s in seqs])
+
+    ranked = rank_many({"s": score}, inputs, targets, n, batch=4)["s"]
+    one_by_one = [target_ranks(score([inputs[u]]), targets[u : u + 1], [inputs[u]])[0] for u in range(users)]
+    assert ranked.ranks.tolist() == one_by_one
+    assert ranked.metrics() == evaluate(score, inputs, targets, n, batch=4)
+    subset = ints(5, 1, 7)
+    part = rank_many({"s": score}, inputs, targets, n, subset=subset)["s"]
+    assert part.ranks.tolist() == [one_by_one[u] for u in (5, 1, 7)]
+    assert ndcg_per_user(ints(0, 1, 9, 10)).tolist() == pytest.approx(
+        [1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0]
+    )
+    assert ndcg_per_user(ranked.ranks).mean() == pytest.approx(ranked.metrics()["ndcg@10"])
+
+
+def test_a_paired_ratio_interval_is_narrower_than_its_parts_suggest() -> None:
+    """The benchmark's "transformer_vs_als" interval resamples users jointly: two models whose
+    per-user scores move together have a tight ratio even when each mean alone is uncertain."""
+    rng = np.random.default_rng(2)
+    base = rng.exponential(0.1, size=900)  # users differ a lot
+    better = 1.3 * base + rng.normal(0, 0.005, size=900)  # a model 1.3x as good on every user
+    lo, hi = bootstrap_interval(better, base, 0.05, 2_000, random_state=0)
+    point = better.sum() / base.sum()
+    assert lo < point < hi and abs(point - 1.3) < 0.01 and hi - lo < 0.02
+    mean_lo, mean_hi = bootstrap_interval(base, None, 0.05, 2_000, random_state=0)
+    assert (mean_hi - mean_lo) / base.mean() > 0.1  # alone, each mean is uncertain by >10%
+    shuffled = rng.permutation(better)  # the pairing broken: the ratio is as uncertain as the means
+    lo2, hi2 = bootstrap_interval(shuffled, base, 0.05, 2_000, random_state=0)
+    assert hi2 - lo2 > 10 * (hi - lo)
 
 
 def sequences(rows: list[list[int]], n_items: int) -> Sequences:
@@ -212,3 +264,5 @@ def test_tune_picks_by_validation_never_by_test() -> None:
     assert len(lines) == 3 and "val ndcg@10=1.0000" in lines[1] and "val ndcg@10=0.0000" in lines[0]
     on_test = {item: refit_and_test(Favourite(item), split)["ndcg@10"] for item in (7, 3, 5)}
     assert max(on_test, key=lambda i: on_test[i]) == 7 != best.item
+    ranked = refit_and_rank(Favourite(7), split)
+    assert ranked.ranks.tolist() == [0, 0, 0] and ranked.metrics()["ndcg@10"] == on_test[7]

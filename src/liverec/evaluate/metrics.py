@@ -4,6 +4,7 @@ interacted with are excluded. Ties count against the target (a constant scorer s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,14 +32,31 @@ def top_k(scores: np.ndarray, exclude: Sequence[np.ndarray], k: int) -> np.ndarr
     return np.take_along_axis(part, order, axis=1)
 
 
+def ndcg_per_user(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """(U,) float64 NDCG@k of each user's single target, from its 0-based ``ranks`` (U,)."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"hr@{k}"] = float((ranks < k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_per_user(ranks, k).mean())
     out["mrr"] = float((1.0 / (ranks + 1.0)).mean())
     return out
+
+
+class Ranked(NamedTuple):
+    """One scorer's evaluation before averaging: what confidence intervals resample."""
+
+    ranks: np.ndarray  # (U,) int64 0-based rank of each user's target
+    shown: np.ndarray  # (N,) bool items in at least one user's top 10 (catalog coverage)
+
+    def metrics(self, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
+        out = ranking_metrics(self.ranks, ks)
+        out["coverage@10"] = float(self.shown.mean())
+        out["users"] = float(len(self.ranks))
+        return out
 
 
 def evaluate(
@@ -63,8 +81,21 @@ def evaluate_many(
     ks: Sequence[int] = (10, 20),
     subset: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """`evaluate` for several scorers in one pass over the users. Every scorer gets each batch as the
-    same list object, so one built on another through `LastBatch` (a blend) reuses its scores."""
+    """`evaluate` for several scorers in one pass over the users (see `rank_many`)."""
+    ranked = rank_many(scorers, inputs, targets, n_items, batch, subset)
+    return {name: r.metrics(ks) for name, r in ranked.items()}
+
+
+def rank_many(
+    scorers: Mapping[str, Scorer],
+    inputs: list[np.ndarray],
+    targets: np.ndarray,
+    n_items: int,
+    batch: int = 256,
+    subset: np.ndarray | None = None,
+) -> dict[str, Ranked]:
+    """Each scorer's per-user target ranks, in one pass over the users. Every scorer gets each batch
+    as the same list object, so one built on another through `LastBatch` (a blend) reuses its scores."""
     idx = np.arange(len(inputs)) if subset is None else np.asarray(subset)
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
     shown = {name: np.zeros(n_items, dtype=bool) for name in scorers}
@@ -75,13 +106,10 @@ def evaluate_many(
             scores = scorer(seqs)[:, :n_items]
             ranks[name].append(target_ranks(scores, targets[b], seqs))
             shown[name][top_k(scores, seqs, 10).ravel()] = True
-    out: dict[str, dict[str, float]] = {}
-    for name in scorers:
-        r = np.concatenate(ranks[name]) if ranks[name] else np.empty(0, np.int64)
-        out[name] = ranking_metrics(r, ks)
-        out[name]["coverage@10"] = float(shown[name].mean())
-        out[name]["users"] = float(len(idx))
-    return out
+    return {
+        name: Ranked(np.concatenate(ranks[name]) if ranks[name] else np.empty(0, np.int64), shown[name])
+        for name in scorers
+    }
 
 
 class LastBatch:

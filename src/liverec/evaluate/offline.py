@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import LastBatch, evaluate, evaluate_many
+from liverec.evaluate.metrics import LastBatch, Ranked, evaluate, evaluate_many, rank_many
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules, blend
@@ -69,8 +69,13 @@ def tune(base: Baseline, grid: dict[str, list[Any]], split: LeaveOneOut, log: Lo
 
 def test_metrics(model: Baseline, split: LeaveOneOut) -> dict[str, float]:
     """Refit on train + validation target, then read the test target once."""
+    return test_ranked(model, split).metrics()
+
+
+def test_ranked(model: Baseline, split: LeaveOneOut) -> Ranked:
+    """`test_metrics` before averaging over users: the per-user ranks a confidence interval needs."""
     model.fit(split.train_with_val(), split.n_items)
-    return evaluate(model.score, split.test_inputs(), split.test, split.n_items)
+    return rank_many({"": model.score}, split.test_inputs(), split.test, split.n_items)[""]
 
 
 def baselines(split: LeaveOneOut, seed: int = 0, log: Log | None = None) -> dict[str, dict[str, Any]]:
