@@ -9,6 +9,8 @@ Prints one JSON object on stdout (progress on stderr):
      "train_s", ...}, "transformer+rules": {...}, "als": {...}, "itemknn": {...}, "rules": {...},
      "popularity": {...}}, "cold_start": {"transformer_hr@10", "transformer+rules_hr@10",
      "transformer_cold_tuned_hr@10", "random_hr@10", ...}}
+Each model also carries "ndcg@10_ci95", and the top level "transformer_vs_als_ndcg@10_ci95" (and
+vs "rules", and for "transformer+rules"): 95% bootstrap intervals over the test users (`ci95`).
 
 Hyperparameters: baselines are tuned on the validation target (each user's second-to-last item) and
 refit with it before the single read of the test target. The Transformer's configuration below was
@@ -36,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import evaluate
-from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, served_rules, test_metrics, tune
+from liverec.evaluate.metrics import Ranked, evaluate, ndcg_per_user, rank_many, ranking_metrics
+from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, served_rules, test_ranked, tune
+from liverec.evaluate.ope import bootstrap_interval
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
 from liverec.model.rules import SequentialRules, blend
@@ -186,6 +189,21 @@ def served_blend(split: LeaveOneOut, net: Any, res: dict[str, Any]) -> tuple[Any
     return blend(scorer(net), rules, res["blend_weight"], split.n_items), time.perf_counter() - t0
 
 
+def test_ranks(score: Any, split: LeaveOneOut) -> Ranked:
+    return rank_many({"": score}, split.test_inputs(), split.test, split.n_items)[""]
+
+
+def user_ndcg(ranked: list[Ranked]) -> np.ndarray:
+    """(U,) each test user's NDCG@10, averaged over seeds (every seed has the same users and targets)."""
+    return np.mean([ndcg_per_user(r.ranks) for r in ranked], axis=0)
+
+
+def ci95(values: np.ndarray, over: np.ndarray | None = None) -> list[float]:
+    """95% percentile-bootstrap interval over test users of mean(values), or of the paired ratio
+    sum(values) / sum(over). It measures which users the split happened to hold, not seed noise."""
+    return list(bootstrap_interval(values, over, 0.05, 10_000, random_state=0))
+
+
 def mean(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
     out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
@@ -222,8 +240,9 @@ def cold_start(
                 split, text, {**model, "id_dropout": p}, seed, threads, with_blend=p == main
             )
             score = scorer(net)
-            val = evaluate(score, split.val_inputs(), split.val, split.n_items)["ndcg@10"]
-            val_cold = evaluate(score, split.val_inputs(), split.val, split.n_items, subset=val_users)
+            val_ranks = rank_many({"": score}, split.val_inputs(), split.val, split.n_items)[""].ranks
+            val = ranking_metrics(val_ranks)["ndcg@10"]
+            val_cold = ranking_metrics(val_ranks[val_users])  # the same ranks, cold-target users only
             test_hr = evaluate(score, inputs, split.test, split.n_items, subset=users)["hr@10"]
             candidates.append(
                 {"id_dropout": p, "val_ndcg@10": val, "val_cold_mrr": val_cold["mrr"], "hr@10": test_hr}
@@ -303,6 +322,7 @@ def main() -> None:
         "protocol": "leave-one-out by time, full ranking, seen excluded",
     }
     models: dict[str, Any] = {}
+    ranked: dict[str, list[Ranked]] = {}  # model -> its test ranks, one entry per seed
     model_cfg = dict(MODEL)
     if args.tune:
         trials = []
@@ -318,22 +338,26 @@ def main() -> None:
         for seed in args.seeds:
             log(f"transformer seed {seed} {model_cfg}")
             res, net = run_transformer(split, text, model_cfg, seed, args.threads, refit=not args.no_refit)
-            test = evaluate(scorer(net), split.test_inputs(), split.test, split.n_items)
+            ranked.setdefault("transformer", []).append(r := test_ranks(scorer(net), split))
+            test = r.metrics()
             runs.append({**test, **res})
             log(f"  test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} in {res['train_s']:.0f}s")
             both, rules_s = served_blend(split, net, res)
-            test = evaluate(both, split.test_inputs(), split.test, split.n_items)
+            ranked.setdefault("transformer+rules", []).append(r := test_ranks(both, split))
+            test = r.metrics()
             blended.append({**test, **res, "train_s": res["train_s"] + rules_s})
             log(f"  with rules: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
         models["transformer"] = {**mean(runs), "config": model_cfg, "runs": runs}
         models["transformer+rules"] = {**mean(blended), "config": model_cfg, "runs": blended}
     if "baselines" not in args.skip:
         t0 = time.perf_counter()
-        models["popularity"] = {**test_metrics(Popularity(), split), "train_s": time.perf_counter() - t0}
+        ranked["popularity"] = [test_ranked(Popularity(), split)]
+        models["popularity"] = {**ranked["popularity"][0].metrics(), "train_s": time.perf_counter() - t0}
         knn = tune(ItemKNN(), ITEMKNN_GRID, split)
         t0 = time.perf_counter()
+        ranked["itemknn"] = [test_ranked(knn, split)]
         models["itemknn"] = {
-            **test_metrics(knn, split),
+            **ranked["itemknn"][0].metrics(),
             "train_s": time.perf_counter() - t0,
             "params": {k: getattr(knn, k) for k in ITEMKNN_GRID},
         }
@@ -342,23 +366,28 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            runs.append(
-                {**test_metrics(ALS(**params, seed=seed), split), "train_s": time.perf_counter() - t0}
-            )
+            ranked.setdefault("als", []).append(test_ranked(ALS(**params, seed=seed), split))
+            runs.append({**ranked["als"][-1].metrics(), "train_s": time.perf_counter() - t0})
         models["als"] = {**mean(runs), "params": params}
         rules_base = tune(SequentialRules(), RULES_GRID, split)
         t0 = time.perf_counter()
+        ranked["rules"] = [test_ranked(rules_base, split)]
         models["rules"] = {
-            **test_metrics(rules_base, split),
+            **ranked["rules"][0].metrics(),
             "train_s": time.perf_counter() - t0,
             "params": {k: getattr(rules_base, k) for k in RULES_GRID},
         }
         for name in ("popularity", "itemknn", "als", "rules"):
             log(f"{name}: test ndcg@10 {models[name]['ndcg@10']:.4f} hr@10 {models[name]['hr@10']:.4f}")
     out["models"] = models
+    users = {name: user_ndcg(r) for name, r in ranked.items()}
+    for name, u in users.items():
+        models[name]["ndcg@10_ci95"] = ci95(u)
     if "transformer" in models and "als" in models:
         for name in ("transformer", "transformer+rules"):
             out[f"{name}_vs_als_ndcg@10"] = models[name]["ndcg@10"] / models["als"]["ndcg@10"]
+            for base in ("als", "rules"):
+                out[f"{name}_vs_{base}_ndcg@10_ci95"] = ci95(users[name], users[base])
     if "cold" not in args.skip:
         cold_cfg = {**model_cfg, "id_dropout": COLD_ID_DROPOUT}
         out["cold_start"] = cold_start(
