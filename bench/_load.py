@@ -1,5 +1,5 @@
-"""Shared pieces of the HTTP benchmarks: a `liverec serve` subprocess, a lean HTTP/1.1 load generator,
-and a synthetic world with co-occurrence structure.
+"""The HTTP benchmarks' load generator: a lean HTTP/1.1 client, bounded load loops and the single
+JSON object on stdout. The server subprocess is in `_server.py`, the synthetic traffic in `_world.py`.
 
 The client is raw ``asyncio`` streams on keep-alive connections with Content-Length framing (chunked
 is understood too), on uvloop when it is installed: a general-purpose client such as httpx spends
@@ -7,12 +7,8 @@ is understood too), on uvloop when it is installed: a general-purpose client suc
 
 API (keep it small; freshness and accuracy benches reuse it):
 
-- ``live_server(...)``: context manager; starts ``liverec serve`` on a free 127.0.0.1 port with a
-  fresh ``LIVEREC_DATA_DIR``, waits for ``/healthz``, yields the base URL, always kills it on exit.
-- ``server_cpu_s(url)``: CPU seconds used so far by the server behind ``url`` (user + system).
 - ``Connection``: one keep-alive connection; ``await conn.request(method, path, body)``.
 - ``closed_loop(...)`` / ``open_loop(...)``: bounded load loops returning a ``LoadResult``.
-- ``World``: items in taste clusters and users who like a few clusters; ``world.events(...)``.
 - ``run(coro)``: ``asyncio`` runner on uvloop if available; ``emit(obj)``: the one JSON object on stdout.
 """
 
@@ -23,18 +19,13 @@ import contextlib
 import itertools
 import math
 import os
-import random
 import resource
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,140 +117,6 @@ def fs_type(path: Path) -> str:
     except OSError:
         pass
     return kind
-
-
-# -- server subprocess -----------------------------------------------------------------------------
-
-_PIDS: dict[str, int] = {}  # base URL -> server pid, for server_cpu_s
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def liverec_command() -> list[str]:
-    exe = Path(sys.executable).parent / "liverec"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("liverec")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from liverec.cli import app; app()"]
-
-
-def liverec_train(root: Path, epochs: int, text: bool, env: dict[str, str]) -> str:
-    """Run ``liverec train --epochs N --promote always`` on the data dir ``root``; returns its output
-    (stdout + stderr), raises with it when training fails."""
-    cmd = [*liverec_command(), "train", "--epochs", str(epochs), "--promote", "always"]
-    cmd += [] if text else ["--no-text"]
-    done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=3_600)
-    if done.returncode != 0:
-        raise RuntimeError(f"liverec train failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout + done.stderr
-
-
-@contextlib.contextmanager
-def live_server(
-    data_dir: Path | None = None,
-    *,
-    env: dict[str, str] | None = None,
-    args: Sequence[str] = (),
-    startup_timeout_s: float = 120.0,
-) -> Iterator[str]:
-    """Run ``liverec serve`` on a free 127.0.0.1 port; yield ``http://127.0.0.1:PORT``.
-
-    ``data_dir`` defaults to a fresh temporary directory (removed afterwards). Inherited
-    ``LIVEREC_*`` variables are dropped so a developer's config cannot skew the figures; pass
-    overrides in ``env``. The server is stopped (SIGTERM, then SIGKILL) however the block exits.
-    """
-    owned = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="liverec-bench-")) if data_dir is None else data_dir
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEREC_")}
-    child_env.update(
-        {"LIVEREC_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    )
-    child_env.update(env or {})
-    log_path = root / "server.log"
-    cmd = [*liverec_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            env=child_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    try:
-        _wait_healthy(proc, port, startup_timeout_s, log_path)
-        _PIDS[url] = proc.pid
-        log(f"server pid {proc.pid} at {url} (data {root})")
-        yield url
-    finally:
-        _PIDS.pop(url, None)
-        _stop(proc)
-        if owned:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the bench dies, even by SIGKILL (Linux prctl)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout_s: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"liverec serve exited with {proc.returncode}:\n{tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"liverec serve not healthy after {timeout_s:.0f}s; see {log_path}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def server_cpu_s(url: str) -> float | None:
-    """CPU seconds used so far by the ``live_server`` at ``url`` (Linux /proc; None elsewhere)."""
-    pid = _PIDS.get(url)
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-
-def server_cpu_since(url: str, start: float | None) -> float | None:
-    """Server CPU seconds used since ``start`` (an earlier `server_cpu_s` reading); None if unknown."""
-    now = server_cpu_s(url)
-    return None if start is None or now is None else round(now - start, 3)
 
 
 # -- HTTP/1.1 client -------------------------------------------------------------------------------
@@ -561,111 +418,3 @@ async def request_json(url: str, method: str, path: str, body: Any = None) -> An
     if not 200 <= resp.status < 300:
         raise RuntimeError(f"{method} {path} -> {resp.status}: {resp.body[:500]!r}")
     return resp.json()
-
-
-# -- synthetic data --------------------------------------------------------------------------------
-
-# (type, share) of a realistic feedback stream: impressions are common, purchases are rare.
-EVENT_MIX: tuple[tuple[str, float], ...] = (
-    ("impression", 0.30),
-    ("click", 0.42),
-    ("add_to_cart", 0.07),
-    ("purchase", 0.03),
-    ("like", 0.04),
-    ("dwell", 0.07),
-    ("rating", 0.03),
-    ("skip", 0.04),
-)
-
-
-@dataclass(frozen=True)
-class World:
-    """Items grouped in taste clusters; each user likes a few clusters and mostly picks from them.
-
-    That gives item-to-item co-occurrence a real signal: items of one cluster are liked by the same
-    users. Within a cluster a few items are much more popular (rank r has weight ~ 1/sqrt(r)).
-    """
-
-    n_items: int = 10_000
-    n_users: int = 5_000
-    n_clusters: int = 100
-    clusters_per_user: tuple[int, int] = (2, 3)
-    noise: float = 0.1  # share of picks outside the user's clusters
-    seed: int = 0
-
-    def item_id(self, row: int) -> str:
-        return f"item-{row}"
-
-    def user_id(self, u: int) -> str:
-        return f"user-{u}"
-
-    def cluster_of(self, row: int) -> int:
-        return row % self.n_clusters
-
-    def cluster_items(self, c: int) -> range:
-        """Rows of cluster ``c``, most popular first."""
-        return range(c, self.n_items, self.n_clusters)
-
-    def tastes(self) -> list[tuple[int, ...]]:
-        """The clusters each user likes (deterministic from ``seed``)."""
-        rng = random.Random(self.seed)
-        lo, hi = self.clusters_per_user
-        return [tuple(rng.sample(range(self.n_clusters), rng.randint(lo, hi))) for _ in range(self.n_users)]
-
-    def items(self) -> list[dict[str, Any]]:
-        """Catalog entries for ``POST /v1/items``."""
-        return [
-            {"item_id": self.item_id(r), "title": f"item {r}", "tags": [f"cluster-{self.cluster_of(r)}"]}
-            for r in range(self.n_items)
-        ]
-
-    def events(
-        self,
-        n: int,
-        *,
-        end_ts: float | None = None,
-        span_s: float = 7 * 86400.0,
-        mix: Sequence[tuple[str, float]] = EVENT_MIX,
-        seed: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """``n`` valid event dicts (JSON-ready), oldest first, spread over ``span_s`` up to ``end_ts``.
-
-        Event ids are random uuid4 hex, like the server's default, so every run writes new events
-        and the log's id index sees realistic (random) inserts. Active users follow a mild power law.
-        """
-        rng = random.Random(self.seed + 1 if seed is None else seed)
-        tastes = self.tastes()
-        end = time.time() - 60.0 if end_ts is None else end_ts
-        per_cluster = self.n_items // self.n_clusters
-        types = [t for t, _ in mix]
-        weights = list(itertools.accumulate(w for _, w in mix))
-        kinds = rng.choices(types, cum_weights=weights, k=n)
-        out: list[dict[str, Any]] = []
-        for i, kind in enumerate(kinds):
-            u = min(self.n_users - 1, int(self.n_users * rng.random() ** 1.5))
-            if rng.random() < self.noise:
-                row = rng.randrange(self.n_items)
-            else:
-                c = rng.choice(tastes[u])
-                rank = min(per_cluster - 1, int(per_cluster * rng.random() ** 2))
-                row = c + rank * self.n_clusters
-            ev: dict[str, Any] = {
-                "event_id": uuid.UUID(int=rng.getrandbits(128), version=4).hex,
-                "user_id": self.user_id(u),
-                "item_id": self.item_id(row),
-                "type": kind,
-                "timestamp": round(end - span_s + span_s * (i + 1) / n, 3),
-            }
-            if kind == "dwell":
-                ev["value"] = round(rng.uniform(2.0, 180.0), 1)
-            elif kind == "rating":
-                ev["value"] = float(rng.randint(1, 5))
-            elif kind == "impression":
-                ev["context"] = {"surface": "home", "position": rng.randrange(10)}
-            out.append(ev)
-        return out
-
-
-def batch_bodies(events: Sequence[dict[str, Any]], batch: int) -> list[bytes]:
-    """JSON bodies ``{"events": [...]}`` of ``batch`` events each, serialized before any timing."""
-    return [orjson.dumps({"events": events[i : i + batch]}) for i in range(0, len(events), batch)]

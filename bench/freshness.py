@@ -1,7 +1,7 @@
 """Freshness: how soon an event changes what is served, and how fast the online trainer learns, under load.
 
 Setup, on a fresh SQLite store in a temp dir: ``--items`` catalog items and ``--history`` synthetic
-events from `_load.World` (taste clusters) are written to the store, ``liverec train --epochs 2``
+events from `_world.World` (taste clusters) are written to the store, ``liverec train --epochs 2``
 trains and promotes v1 on them (``trainer_offset`` = the end of that log), then ``--backlog`` more
 events are appended: work waiting for the online trainer. Then ``liverec serve --learn`` starts (the
 server, and the trainer as its companion process), and for ``--duration`` s this separate process:
@@ -46,19 +46,17 @@ import orjson
 from _load import (
     Connection,
     Response,
-    World,
     client_loop_name,
     emit,
     fs_type,
-    live_server,
-    liverec_train,
     log,
     machine,
     percentile,
     request_json,
     run,
-    server_cpu_s,
 )
+from _server import live_server, liverec_train, server_cpu_s
+from _world import World
 
 DECISION = re.compile(
     r"^(\S+ \S+) \w+ liverec\.trainer\.follow: offset (\d+), (\d+) examples, (\d+) steps: (.*)$", re.M

@@ -10,7 +10,7 @@ Three phases, each on a fresh, empty store:
    connections, closed loop; the server's group commit shares fsyncs between requests.
 
 Every response is an acknowledgement that the events are durable and folded into live state. Events
-come from `_load.World` (5k users, 10k items, a realistic type mix, uuid4 ids, past timestamps).
+come from `_world.World` (5k users, 10k items, a realistic type mix, uuid4 ids, past timestamps).
 
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/ingest.py [--events 200000] [--connections 1,2,4]
 Prints one JSON object on stdout (keys in bench/README.md); progress goes to stderr.
@@ -31,20 +31,17 @@ from pydantic import TypeAdapter
 from _load import (
     LoadResult,
     Response,
-    World,
-    batch_bodies,
     client_loop_name,
     closed_loop,
     emit,
     fs_type,
-    live_server,
     log,
     machine,
     percentile,
     run,
-    server_cpu_s,
-    server_cpu_since,
 )
+from _server import live_server, server_cpu_s, server_cpu_since
+from _world import World, batch_bodies
 from liverec.events.schema import Event
 from liverec.store import open_store
 

@@ -2,7 +2,7 @@
 
 Setup (through the HTTP API of a ``liverec serve`` subprocess on a fresh SQLite store): ``--items``
 catalog items, then ``--events`` synthetic events in batches of 1,000. The events come from
-`_load.World`: items sit in taste clusters and every user mostly acts within 2-3 clusters, so
+`_world.World`: items sit in taste clusters and every user mostly acts within 2-3 clusters, so
 item-to-item co-occurrence has a real signal. Then, from this (separate) process:
 
 1. ``latency``: open loop, ``GET /v1/users/{u}/recommendations?k=10`` paced at ``--rate`` requests/s
@@ -50,23 +50,19 @@ from _load import (
     Connection,
     MakeRequest,
     Request,
-    World,
-    batch_bodies,
     client_loop_name,
     closed_loop,
     emit,
     fs_type,
-    live_server,
-    liverec_train,
     log,
     machine,
     open_loop,
     percentile,
     request_json,
     run,
-    server_cpu_s,
-    server_cpu_since,
 )
+from _server import live_server, liverec_train, server_cpu_s, server_cpu_since
+from _world import World, batch_bodies
 
 
 def parse_args() -> argparse.Namespace:
