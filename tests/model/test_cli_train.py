@@ -135,6 +135,8 @@ def test_train_register_promote_list_rollback_and_evaluate(world: dict[str, Any]
     }
     for name, m in report["models"].items():
         assert 0.0 <= m["ndcg@10"] <= m["hr@10"] <= 1.0, name
+        low, high = m["ndcg@10_ci95"]  # which 60 users the split holds matters: the interval is wide
+        assert low <= m["ndcg@10"] <= high and (high > low or m["ndcg@10"] in (0.0, 1.0)), name
     # the same split as training: the snapshot scores test exactly as training recorded
     for v in ("v000001", "v000002"):
         recorded = registry.meta(v)["metrics"]["test"]
@@ -152,6 +154,9 @@ def test_train_register_promote_list_rollback_and_evaluate(world: dict[str, Any]
     for v in ("v000001", "v000002"):
         assert blended[f"transformer@{v}"] == report["models"][f"transformer@{v}"]
         assert blended[f"transformer@{v}+rules"]["mrr"] != blended[f"transformer@{v}"]["mrr"]
+        assert (
+            blended[f"transformer@{v}+rules"]["ndcg@10_ci95"] != blended[f"transformer@{v}"]["ndcg@10_ci95"]
+        )
 
 
 def _keys() -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from liverec.evaluate.baselines import ItemKNN, Popularity
 from liverec.evaluate.metrics import (
     LastBatch,
+    Ranked,
     evaluate,
     evaluate_many,
     ndcg_per_user,
@@ -128,6 +129,21 @@ def test_rank_many_keeps_each_users_rank_and_agrees_with_evaluate() -> None:
         [1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0]
     )
     assert ndcg_per_user(ranked.ranks).mean() == pytest.approx(ranked.metrics()["ndcg@10"])
+
+
+def test_ndcg_interval_brackets_the_mean_and_narrows_with_more_users() -> None:
+    """The interval `liverec evaluate offline` reports: seeded, around the mean, zero width when every
+    user scores the same, and about sqrt(4) = 2x narrower with four times the users."""
+    rng = np.random.default_rng(3)
+    shown = np.zeros(5, dtype=bool)
+    few = Ranked(rng.integers(0, 30, size=200), shown)
+    many = Ranked(np.tile(few.ranks, 4), shown)
+    low, high = few.ndcg_interval()
+    assert low < few.metrics()["ndcg@10"] < high
+    assert few.ndcg_interval() == [low, high]  # seeded
+    wide, narrow = high - low, np.subtract(*many.ndcg_interval()[::-1])
+    assert 1.6 < wide / narrow < 2.5
+    assert Ranked(ints(0, 0, 0), shown).ndcg_interval() == [1.0, 1.0]
 
 
 def test_a_paired_ratio_interval_is_narrower_than_its_parts_suggest() -> None:

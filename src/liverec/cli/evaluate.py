@@ -21,9 +21,10 @@ METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr", "coverage@10")
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    table = Table("model", *METRICS)
+    table = Table("model", *METRICS, "ndcg@10 95%")
     for name, m in results.items():
-        table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in METRICS))
+        low, high = m.get("ndcg@10_ci95", (float("nan"), float("nan")))
+        table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in METRICS), f"{low:.4f}-{high:.4f}")
     console.print(table)
 
 
@@ -39,9 +40,10 @@ def offline(
     ] = True,
     min_len: Annotated[int, typer.Option(help="users with fewer positives are skipped")] = 5,
 ) -> None:
-    """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage (JSON on stdout)."""
+    """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage, and NDCG@10's 95%
+    bootstrap interval over the users ("ndcg@10_ci95"): a table on stderr, one JSON object on stdout."""
     from liverec.evaluate.offline import baselines as run_baselines
-    from liverec.evaluate.offline import evaluate_snapshot_all, sequences_from_store, served_rules
+    from liverec.evaluate.offline import rank_snapshot_all, sequences_from_store, served_rules, with_interval
     from liverec.evaluate.split import leave_one_out, sequences_from_events
     from liverec.registry.registry import ModelRegistry, RegistryError
 
@@ -68,10 +70,10 @@ def offline(
         try:
             snap = registry.load(v)
             # the network alone and, with rules, as served: one forward pass per user for both
-            alone, *served = evaluate_snapshot_all(snap, split, rules=settings.rules, counted=counted)
-            results[f"transformer@{v}"] = alone
+            alone, *served = rank_snapshot_all(snap, split, rules=settings.rules, counted=counted)
+            results[f"transformer@{v}"] = with_interval(alone)
             if served:
-                results[f"transformer@{v}+rules"] = served[0]
+                results[f"transformer@{v}+rules"] = with_interval(served[0])
         except RegistryError as exc:
             fail(str(exc))
     if baselines:

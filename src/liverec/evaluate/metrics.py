@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from liverec.evaluate.ope import bootstrap_interval
+
 Scorer = Callable[[list[np.ndarray]], np.ndarray]  # input sequences -> (B, N) float32 scores
 
 
@@ -57,6 +59,11 @@ class Ranked(NamedTuple):
         out["coverage@10"] = float(self.shown.mean())
         out["users"] = float(len(self.ranks))
         return out
+
+    def ndcg_interval(self, k: int = 10, alpha: float = 0.05, seed: int = 0) -> list[float]:
+        """[low, high] percentile-bootstrap interval of NDCG@k over the users (10,000 resamples,
+        seeded): how much the figure depends on which users the split happened to hold."""
+        return list(bootstrap_interval(ndcg_per_user(self.ranks, k), None, alpha, 10_000, seed))
 
 
 def evaluate(

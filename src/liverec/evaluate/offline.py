@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import LastBatch, Ranked, evaluate, evaluate_many, rank_many
+from liverec.evaluate.metrics import LastBatch, Ranked, evaluate, rank_many
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules, blend
@@ -79,18 +79,22 @@ def test_ranked(model: Baseline, split: LeaveOneOut) -> Ranked:
 
 
 def baselines(split: LeaveOneOut, seed: int = 0, log: Log | None = None) -> dict[str, dict[str, Any]]:
-    """Popularity, tuned item-kNN, tuned implicit ALS and tuned sequential rules: test metrics and
-    chosen parameters."""
-    out: dict[str, dict[str, Any]] = {}
-    pop = Popularity()
-    out["popularity"] = test_metrics(pop, split)
-    knn = tune(ItemKNN(), ITEMKNN_GRID, split, log)
-    out["itemknn"] = {**test_metrics(knn, split), "params": {k: getattr(knn, k) for k in ITEMKNN_GRID}}
-    als = tune(ALS(seed=seed), ALS_GRID, split, log)
-    out["als"] = {**test_metrics(als, split), "params": {k: getattr(als, k) for k in ALS_GRID}}
-    rules = tune(SequentialRules(), RULES_GRID, split, log)
-    out["rules"] = {**test_metrics(rules, split), "params": {k: getattr(rules, k) for k in RULES_GRID}}
+    """Popularity, tuned item-kNN, tuned implicit ALS and tuned sequential rules: test metrics (with
+    NDCG@10's interval over users, `with_interval`) and chosen parameters."""
+    out: dict[str, dict[str, Any]] = {"popularity": with_interval(test_ranked(Popularity(), split))}
+    for name, base, grid in (
+        ("itemknn", ItemKNN(), ITEMKNN_GRID),
+        ("als", ALS(seed=seed), ALS_GRID),
+        ("rules", SequentialRules(), RULES_GRID),
+    ):
+        best = tune(base, grid, split, log)
+        out[name] = {**with_interval(test_ranked(best, split)), "params": {k: getattr(best, k) for k in grid}}
     return out
+
+
+def with_interval(ranked: Ranked) -> dict[str, Any]:
+    """The metrics, and ``ndcg@10_ci95``: NDCG@10's 95% bootstrap interval over the users."""
+    return {**ranked.metrics(), "ndcg@10_ci95": ranked.ndcg_interval()}
 
 
 def snapshot_model(snap: Snapshot, item_ids: Iterable[str]) -> SequentialModel:
@@ -131,6 +135,17 @@ def evaluate_snapshot_all(
 ) -> list[dict[str, float]]:
     """[the network alone] or, with ``rules`` (weight > 0), [alone, as served] (see
     `evaluate_snapshot`), from one pass: the served scores add the rules to the network's."""
+    return [r.metrics() for r in rank_snapshot_all(snap, split, on, rules, counted)]
+
+
+def rank_snapshot_all(
+    snap: Snapshot,
+    split: LeaveOneOut,
+    on: str = "test",
+    rules: RulesSettings | None = None,
+    counted: SequentialRules | None = None,
+) -> list[Ranked]:
+    """`evaluate_snapshot_all` before averaging over users (for intervals)."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
     network = LastBatch(model.score_batch)
     scorers: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {"alone": network}
@@ -139,7 +154,7 @@ def evaluate_snapshot_all(
             counted = served_rules(split, rules, on)
         scorers["served"] = blend(network, counted, rules.weight, split.n_items)
     inputs, targets = (split.val_inputs(), split.val) if on == "val" else (split.test_inputs(), split.test)
-    return list(evaluate_many(scorers, inputs, targets, split.n_items).values())
+    return list(rank_many(scorers, inputs, targets, split.n_items).values())
 
 
 def split_from_store(store: EventStore, min_len: int = 5) -> LeaveOneOut:
