@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, settings_from
 from liverec.cli.data import Format, read_dataset
@@ -21,10 +21,15 @@ METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr", "coverage@10")
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    table = Table("model", *METRICS, "ndcg@10 95%")
+    # fits 80 columns (a piped console): long model names fold onto a second line, figures never shrink
+    heads = [k.replace("coverage", "cov") for k in METRICS]
+    figures = [Column(h, min_width=len(h), no_wrap=True) for h in heads]
+    table = Table(
+        Column("model", overflow="fold"), *figures, Column("ndcg@10 95%", min_width=11, no_wrap=True)
+    )
     for name, m in results.items():
         low, high = m.get("ndcg@10_ci95", (float("nan"), float("nan")))
-        table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in METRICS), f"{low:.4f}-{high:.4f}")
+        table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in METRICS), f"{low:.3f}-{high:.3f}")
     console.print(table)
 
 
