@@ -14,7 +14,8 @@ vs "rules", and for "transformer+rules"): 95% bootstrap intervals over the test 
 
 Hyperparameters: baselines are tuned on the validation target (each user's second-to-last item) and
 refit with it before the single read of the test target. The Transformer's configuration below was
-chosen the same way (`--tune` re-runs that search on validation); early stopping on validation picks
+chosen the same way (`--tune` re-runs that search on validation, `--candidates` and `--tune-seeds`
+set what it compares, with paired intervals against MODEL); early stopping on validation picks
 the epoch, then a fresh model is refit on train + validation targets up to that epoch and its test
 score is read (`--no-refit`: read the early-stopped model). Its `train_s` is the refit's training
 time; `select_s` is the validation run's. "transformer+rules" is the served score, Transformer logits
@@ -156,6 +157,40 @@ def run_transformer(
             select_s=result.seconds, train_s=final.seconds, interactions_per_s=final.interactions_per_s
         )
     return out, net
+
+
+def search(
+    split: LeaveOneOut, text: np.ndarray, candidates: list[dict[str, Any]], seeds: list[int], threads: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """MODEL and each candidate (MODEL with overrides) trained on every seed; the highest mean
+    validation NDCG@10 (early-stopped model) wins. Each candidate also gets the paired 95% interval,
+    over validation users, of its difference to MODEL: a difference whose interval spans 0 is a tie
+    that other seeds or users could reverse."""
+    trials: list[dict[str, Any]] = []
+    incumbent: np.ndarray | None = None  # (U,) MODEL's validation NDCG@10 per user, mean over seeds
+    for overrides in [{}, *(c for c in candidates if {**MODEL, **c} != MODEL)]:
+        cand = {**MODEL, **overrides}
+        ranked = []
+        for seed in seeds:
+            log(f"tune {overrides or 'MODEL'} seed {seed}")
+            _, net = run_transformer(split, text, cand, seed, threads, with_blend=False)
+            ranked.append(rank_many({"": scorer(net)}, split.val_inputs(), split.val, split.n_items)[""])
+        users = user_ndcg(ranked)
+        trial = {
+            "model": cand,
+            "overrides": overrides,
+            "val_ndcg@10": float(users.mean()),
+            "val_ndcg@10_per_seed": [r.metrics()["ndcg@10"] for r in ranked],
+        }
+        if incumbent is None:
+            incumbent = users
+        else:
+            trial["val_diff_vs_model_ci95"] = ci95(users - incumbent)
+        trials.append(trial)
+        diff = trial.get("val_diff_vs_model_ci95")
+        vs = f", minus MODEL's: {diff[0]:+.4f} to {diff[1]:+.4f}" if diff else ""
+        log(f"tune {overrides or 'MODEL'}: val ndcg@10 {trial['val_ndcg@10']:.4f}{vs}")
+    return max(trials, key=lambda t: t["val_ndcg@10"])["model"], trials
 
 
 def choose_blend(split: LeaveOneOut, net: Any) -> tuple[dict[str, Any], float, float]:
@@ -307,6 +342,15 @@ def main() -> None:
         "--no-refit", action="store_true", help="read test with the early-stopped model (no train+val refit)"
     )
     p.add_argument("--tune", action="store_true", help="re-run the Transformer search on validation first")
+    p.add_argument(
+        "--candidates",
+        type=json.loads,
+        nargs="+",
+        help="with --tune: overrides of MODEL to compare, JSON objects; default TUNE_GRID",
+    )
+    p.add_argument(
+        "--tune-seeds", type=int, nargs="+", help="with --tune: seeds per candidate (default: the first seed)"
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=["baselines", "transformer", "cold"])
     args = p.parse_args()
 
@@ -325,14 +369,8 @@ def main() -> None:
     ranked: dict[str, list[Ranked]] = {}  # model -> its test ranks, one entry per seed
     model_cfg = dict(MODEL)
     if args.tune:
-        trials = []
-        for overrides in TUNE_GRID:
-            cand = {**MODEL, **overrides}
-            res, _ = run_transformer(split, text, cand, args.seeds[0], args.threads)
-            trials.append((res["val_ndcg@10"], cand))
-            log(f"tune {overrides}: val ndcg@10 {res['val_ndcg@10']:.4f}")
-        model_cfg = max(trials, key=lambda t: t[0])[1]
-        out["tuning"] = [{"val_ndcg@10": v, "model": c} for v, c in trials]
+        seeds = args.tune_seeds or args.seeds[:1]
+        model_cfg, out["tuning"] = search(split, text, args.candidates or TUNE_GRID, seeds, args.threads)
     if "transformer" not in args.skip:
         runs, blended = [], []
         for seed in args.seeds:
