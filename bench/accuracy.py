@@ -234,7 +234,7 @@ def user_ndcg(ranked: list[Ranked]) -> np.ndarray:
 
 
 def ci95(values: np.ndarray, over: np.ndarray | None = None) -> list[float]:
-    """95% percentile-bootstrap interval over test users of mean(values), or of the paired ratio
+    """95% percentile-bootstrap interval over users of mean(values), or of the paired ratio
     sum(values) / sum(over). It measures which users the split happened to hold, not seed noise."""
     return list(bootstrap_interval(values, over, 0.05, 10_000, random_state=0))
 
