@@ -425,7 +425,7 @@ def test_a_registered_version_is_evaluated_as_served_when_rules_are_on(
     """`evaluate_snapshot` with ``[rules] weight`` > 0 scores network + weight * log prior, the rules
     counted on train + validation (what precedes the test target); weight 0 is the network alone."""
     from liverec.evaluate.metrics import evaluate
-    from liverec.evaluate.offline import evaluate_snapshot, evaluate_snapshot_all, served_rules
+    from liverec.evaluate.offline import evaluate_snapshot, rank_snapshot_all, served_rules
     from liverec.model.rules import SequentialRules, blend
     from liverec.settings import RulesSettings
     from liverec.trainer.offline import scorer
@@ -445,5 +445,5 @@ def test_a_registered_version_is_evaluated_as_served_when_rules_are_on(
     # counted once (`served_rules`) and passed in, as `liverec evaluate offline` does for many versions
     assert evaluate_snapshot(snap, split, rules=settings, counted=served_rules(split, settings)) == got
     # both from one pass (what the CLI reports per version), equal to the two separate evaluations
-    assert evaluate_snapshot_all(snap, split, rules=settings) == [plain, got]
-    assert evaluate_snapshot_all(snap, split) == [plain]
+    assert [r.metrics() for r in rank_snapshot_all(snap, split, rules=settings)] == [plain, got]
+    assert [r.metrics() for r in rank_snapshot_all(snap, split)] == [plain]

@@ -123,19 +123,7 @@ def evaluate_snapshot(
     """A registered model on the validation or test target; with ``rules`` (weight > 0), as served
     with sequential rules counted on what precedes that target (`served_rules`; pass them as
     ``counted`` to count once for many versions)."""
-    return evaluate_snapshot_all(snap, split, on, rules, counted)[-1]
-
-
-def evaluate_snapshot_all(
-    snap: Snapshot,
-    split: LeaveOneOut,
-    on: str = "test",
-    rules: RulesSettings | None = None,
-    counted: SequentialRules | None = None,
-) -> list[dict[str, float]]:
-    """[the network alone] or, with ``rules`` (weight > 0), [alone, as served] (see
-    `evaluate_snapshot`), from one pass: the served scores add the rules to the network's."""
-    return [r.metrics() for r in rank_snapshot_all(snap, split, on, rules, counted)]
+    return rank_snapshot_all(snap, split, on, rules, counted)[-1].metrics()
 
 
 def rank_snapshot_all(
@@ -145,7 +133,8 @@ def rank_snapshot_all(
     rules: RulesSettings | None = None,
     counted: SequentialRules | None = None,
 ) -> list[Ranked]:
-    """`evaluate_snapshot_all` before averaging over users (for intervals)."""
+    """Per-user ranks of [the network alone] or, with ``rules`` (weight > 0), [alone, as served] (see
+    `evaluate_snapshot`), from one pass: the served scores add the rules to the network's."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
     network = LastBatch(model.score_batch)
     scorers: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {"alone": network}
