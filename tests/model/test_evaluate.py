@@ -14,7 +14,6 @@ from liverec.evaluate.metrics import (
     LastBatch,
     Ranked,
     evaluate,
-    evaluate_many,
     ndcg_per_user,
     rank_many,
     ranking_metrics,
@@ -81,7 +80,7 @@ def test_evaluate_excludes_seen_items_and_reports_coverage() -> None:
     assert constant["hr@20"] == 0.0 and constant["ndcg@10"] == 0.0
 
 
-def test_evaluate_many_scores_a_shared_base_once_per_batch() -> None:
+def test_rank_many_scores_a_shared_base_once_per_batch() -> None:
     """A blend built on `LastBatch` gets each batch's base scores without a second call, and every
     scorer's metrics equal what `evaluate` gives it alone."""
     rng = np.random.default_rng(0)
@@ -97,9 +96,10 @@ def test_evaluate_many_scores_a_shared_base_once_per_batch() -> None:
 
     bias = np.linspace(0.0, 0.5, n, dtype=np.float32)
     shared = LastBatch(base)
-    many = evaluate_many(
+    ranked = rank_many(
         {"alone": shared, "blend": lambda seqs: shared(seqs) + bias}, inputs, targets, n, batch=4
     )
+    many = {name: r.metrics() for name, r in ranked.items()}
     assert calls == [4, 4, 2]  # one call per batch, not two
     assert many["alone"] == evaluate(base, inputs, targets, n, batch=4)
     assert many["blend"] == evaluate(lambda seqs: base(seqs) + bias, inputs, targets, n, batch=4)

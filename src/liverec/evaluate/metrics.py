@@ -76,21 +76,7 @@ def evaluate(
     subset: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics of ``scorer`` over users (optionally only ``subset`` of them), plus catalog coverage@10."""
-    return evaluate_many({"": scorer}, inputs, targets, n_items, batch, ks, subset)[""]
-
-
-def evaluate_many(
-    scorers: Mapping[str, Scorer],
-    inputs: list[np.ndarray],
-    targets: np.ndarray,
-    n_items: int,
-    batch: int = 256,
-    ks: Sequence[int] = (10, 20),
-    subset: np.ndarray | None = None,
-) -> dict[str, dict[str, float]]:
-    """`evaluate` for several scorers in one pass over the users (see `rank_many`)."""
-    ranked = rank_many(scorers, inputs, targets, n_items, batch, subset)
-    return {name: r.metrics(ks) for name, r in ranked.items()}
+    return rank_many({"": scorer}, inputs, targets, n_items, batch, subset)[""].metrics(ks)
 
 
 def rank_many(
@@ -121,7 +107,7 @@ def rank_many(
 
 class LastBatch:
     """``score`` remembering its last batch: scorers built on it, called in turn on one batch (see
-    `evaluate_many`), score the batch once. Holding the list keeps its identity from being reused."""
+    `rank_many`), score the batch once. Holding the list keeps its identity from being reused."""
 
     def __init__(self, score: Scorer) -> None:
         self.score = score
