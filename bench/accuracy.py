@@ -39,8 +39,16 @@ from typing import Any
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import Ranked, evaluate, ndcg_per_user, rank_many, ranking_metrics
-from liverec.evaluate.offline import ALS_GRID, ITEMKNN_GRID, RULES_GRID, served_rules, test_ranked, tune
+from liverec.evaluate.metrics import Ranked, evaluate, ndcg_per_user, ranking_metrics
+from liverec.evaluate.offline import (
+    ALS_GRID,
+    ITEMKNN_GRID,
+    RULES_GRID,
+    rank_on,
+    served_rules,
+    test_ranked,
+    tune,
+)
 from liverec.evaluate.ope import bootstrap_interval
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
@@ -174,7 +182,7 @@ def search(
         for seed in seeds:
             log(f"tune {overrides or 'MODEL'} seed {seed}")
             _, net = run_transformer(split, text, cand, seed, threads, with_blend=False)
-            ranked.append(rank_many({"": scorer(net)}, split.val_inputs(), split.val, split.n_items)[""])
+            ranked.append(rank_on({"": scorer(net)}, split, "val")[""])
         users = user_ndcg(ranked)
         trial = {
             "model": cand,
@@ -224,10 +232,6 @@ def served_blend(split: LeaveOneOut, net: Any, res: dict[str, Any]) -> tuple[Any
     return blend(scorer(net), rules, res["blend_weight"], split.n_items), time.perf_counter() - t0
 
 
-def test_ranks(score: Any, split: LeaveOneOut) -> Ranked:
-    return rank_many({"": score}, split.test_inputs(), split.test, split.n_items)[""]
-
-
 def user_ndcg(ranked: list[Ranked]) -> np.ndarray:
     """(U,) each test user's NDCG@10, averaged over seeds (every seed has the same users and targets)."""
     return np.mean([ndcg_per_user(r.ranks) for r in ranked], axis=0)
@@ -275,7 +279,7 @@ def cold_start(
                 split, text, {**model, "id_dropout": p}, seed, threads, with_blend=p == main
             )
             score = scorer(net)
-            val_ranks = rank_many({"": score}, split.val_inputs(), split.val, split.n_items)[""].ranks
+            val_ranks = rank_on({"": score}, split, "val")[""].ranks
             val = ranking_metrics(val_ranks)["ndcg@10"]
             val_cold = ranking_metrics(val_ranks[val_users])  # the same ranks, cold-target users only
             test_hr = evaluate(score, inputs, split.test, split.n_items, subset=users)["hr@10"]
@@ -376,12 +380,12 @@ def main() -> None:
         for seed in args.seeds:
             log(f"transformer seed {seed} {model_cfg}")
             res, net = run_transformer(split, text, model_cfg, seed, args.threads, refit=not args.no_refit)
-            ranked.setdefault("transformer", []).append(r := test_ranks(scorer(net), split))
+            ranked.setdefault("transformer", []).append(r := rank_on({"": scorer(net)}, split)[""])
             test = r.metrics()
             runs.append({**test, **res})
             log(f"  test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} in {res['train_s']:.0f}s")
             both, rules_s = served_blend(split, net, res)
-            ranked.setdefault("transformer+rules", []).append(r := test_ranks(both, split))
+            ranked.setdefault("transformer+rules", []).append(r := rank_on({"": both}, split)[""])
             test = r.metrics()
             blended.append({**test, **res, "train_s": res["train_s"] + rules_s})
             log(f"  with rules: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")

@@ -4,14 +4,14 @@ ranking. Baselines' hyperparameters are tuned on the validation target, then ref
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import LastBatch, Ranked, evaluate, rank_many
+from liverec.evaluate.metrics import LastBatch, Ranked, Scorer, evaluate, rank_many
 from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules, blend
@@ -75,7 +75,13 @@ def test_metrics(model: Baseline, split: LeaveOneOut) -> dict[str, float]:
 def test_ranked(model: Baseline, split: LeaveOneOut) -> Ranked:
     """`test_metrics` before averaging over users: the per-user ranks a confidence interval needs."""
     model.fit(split.train_with_val(), split.n_items)
-    return rank_many({"": model.score}, split.test_inputs(), split.test, split.n_items)[""]
+    return rank_on({"": model.score}, split)[""]
+
+
+def rank_on(scorers: Mapping[str, Scorer], split: LeaveOneOut, on: str = "test") -> dict[str, Ranked]:
+    """`rank_many` on the split's validation or test target, each user's input being what precedes it."""
+    inputs, targets = (split.val_inputs(), split.val) if on == "val" else (split.test_inputs(), split.test)
+    return rank_many(scorers, inputs, targets, split.n_items)
 
 
 def baselines(split: LeaveOneOut, seed: int = 0, log: Log | None = None) -> dict[str, dict[str, Any]]:
@@ -137,13 +143,12 @@ def rank_snapshot_all(
     `evaluate_snapshot`), from one pass: the served scores add the rules to the network's."""
     model = snapshot_model(snap, split.seqs.vocab.ids)
     network = LastBatch(model.score_batch)
-    scorers: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {"alone": network}
+    scorers: dict[str, Scorer] = {"alone": network}
     if rules is not None and rules.weight > 0:
         if counted is None:
             counted = served_rules(split, rules, on)
         scorers["served"] = blend(network, counted, rules.weight, split.n_items)
-    inputs, targets = (split.val_inputs(), split.val) if on == "val" else (split.test_inputs(), split.test)
-    return list(rank_many(scorers, inputs, targets, split.n_items).values())
+    return list(rank_on(scorers, split, on).values())
 
 
 def split_from_store(store: EventStore, min_len: int = 5) -> LeaveOneOut:
