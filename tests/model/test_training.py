@@ -21,6 +21,7 @@ from liverec.trainer.offline import (
     fit_transformer,
     lr_factor,
     refit_transformer,
+    reversed_seq,
     scorer,
     shuffle_ties,
     train,
@@ -244,3 +245,60 @@ def test_train_shuffles_ties_only_when_configured_and_only_where_times_tie() -> 
     assert same_weights(weights(untied, True), weights(untied, False))
     assert same_weights(weights(tied, False), weights(untied, False))  # times alone change nothing
     assert not same_weights(weights(tied, True), weights(tied, False))
+
+
+def test_reversed_seq_runs_back_to_front_with_gaps_and_ties_kept() -> None:
+    s = Seq(np.array([4, 5, 6, 7]), np.array([10.0, 10.0, 13.0, 20.0]), np.array([1, 2, 3, 1]))
+    r = reversed_seq(s)
+    assert isinstance(r, Seq) and r.times is not None and r.types is not None
+    assert r.tolist() == [7, 6, 5, 4]
+    assert r.types.tolist() == [1, 3, 2, 1]  # each item keeps its own type
+    assert np.all(np.diff(r.times) >= 0)  # times still rise, so gaps and ties mean what they did
+    assert np.diff(r.times).tolist() == [7.0, 3.0, 0.0]
+    assert reversed_seq(np.array([1, 2, 3])).tolist() == [3, 2, 1]
+
+
+def test_training_batches_reverse_adds_back_to_front_copies() -> None:
+    """``reverse`` 1: every history is trained both ways (its next-item pairs and their mirror);
+    0: exactly the batches of a call without it, same random draws."""
+    seqs = [np.arange(k, k + 5) for k in range(0, 30, 5)]
+    config = TransformerConfig(n_items=N_ITEMS, max_len=8)
+
+    def windows(reverse: float, seed: int = 0) -> list[list[int]]:
+        out = []
+        rng = np.random.default_rng(seed)
+        for (inp, _, _), tgt in training_batches(seqs, config, 4, rng, crop=False, reverse=reverse):
+            for b in range(len(inp)):
+                real = inp[b][inp[b] > 0] - 1
+                out.append([*real.tolist(), int(tgt[b, -1]) - 1])
+        return out
+
+    forward = [s.tolist() for s in seqs]
+    assert sorted(windows(0.0)) == sorted(forward)
+    both = windows(1.0)
+    assert sorted(both) == sorted(forward + [s[::-1].tolist() for s in seqs])
+
+    def batches(seed: int, **kw: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng(seed)
+        return [(inp, tgt) for (inp, _, _), tgt in training_batches(seqs, config, 4, rng, crop=False, **kw)]
+
+    pairs = zip(batches(3, reverse=0.0), batches(3), strict=True)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    halves = [len(windows(0.5, seed)) - len(seqs) for seed in range(40)]
+    assert 2.4 < np.mean(halves) < 3.6  # about half of the 6 histories each epoch
+
+
+def test_train_reverse_reaches_training() -> None:
+    """`TrainConfig.reverse` changes the weights; at 0 training is the default's, bit for bit."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, N_ITEMS, size=8) for _ in range(40)]
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=0, threads=1)
+
+    def weights(c: TrainConfig) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model(N_ITEMS, None, TINY)
+        train(model, seqs, [], np.empty(0, np.int64), c)
+        return state_of(model)
+
+    assert same_weights(weights(replace(cfg, reverse=0.0)), weights(cfg))
+    assert not same_weights(weights(replace(cfg, reverse=1.0)), weights(cfg))

@@ -3,7 +3,8 @@ validation NDCG@10, fixed seeds, both cores.
 
 Batches group users of similar history length (less padding); long histories are randomly cropped
 each epoch so every part of them is trained on, not only the newest `max_len` items; with
-`shuffle_ties`, interactions that share a timestamp are put in a fresh order each epoch.
+`shuffle_ties`, interactions that share a timestamp are put in a fresh order each epoch; with
+`reverse`, a share of the histories is also trained back to front.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class TrainConfig:
     # order says nothing when a source records whole sessions at once (ml-100k: half of all
     # neighbouring ratings share their second, in an order its README calls random)
     shuffle_ties: bool = False
+    # each epoch, this share of the histories is also trained back to front (newest first): the model
+    # learns which items go together in either order, as sequential rules count pairs both ways
+    reverse: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -152,6 +156,18 @@ def shuffle_ties(s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return Seq(np.asarray(s)[order], times[order], None if s.types is None else s.types[order])
 
 
+def reversed_seq(s: np.ndarray) -> np.ndarray:
+    """``s`` back to front, newest first. Times are negated, so they still rise along the sequence:
+    gaps keep their sizes and ties stay ties."""
+    if not isinstance(s, Seq):
+        return np.asarray(s)[::-1].copy()
+    return Seq(
+        np.asarray(s)[::-1],
+        None if s.times is None else -s.times[::-1],
+        None if s.types is None else s.types[::-1],
+    )
+
+
 def training_batches(
     seqs: list[np.ndarray],
     config: TransformerConfig,
@@ -159,14 +175,17 @@ def training_batches(
     rng: np.random.Generator,
     crop: bool,
     ties: bool = False,
+    reverse: float = 0.0,
 ) -> list[tuple[Inputs, torch.Tensor]]:
     """(inputs, targets) batches: inputs are items 0..T-1 of a window (with their features), targets
-    (B, T) int64 the items 1..T. ``ties``: see `TrainConfig.shuffle_ties`."""
+    (B, T) int64 the items 1..T. ``ties``: see `TrainConfig.shuffle_ties`; ``reverse``: see
+    `TrainConfig.reverse` (a reversed copy is one more window, batched like the others)."""
     max_len = config.max_len
     windows = []
-    for s in seqs:
-        if len(s) < 2:
-            continue
+    chosen = [s for s in seqs if len(s) >= 2]
+    if reverse > 0:
+        chosen += [reversed_seq(s) for s in chosen if rng.random() < reverse]
+    for s in chosen:
         if ties:
             s = shuffle_ties(s, rng)
         end = len(s)
@@ -261,7 +280,9 @@ def train(
         model.train()
         t0 = time.perf_counter()
         total, count = 0.0, 0
-        batches = training_batches(train_seqs, model.config, cfg.batch_size, rng, cfg.crop, cfg.shuffle_ties)
+        batches = training_batches(
+            train_seqs, model.config, cfg.batch_size, rng, cfg.crop, cfg.shuffle_ties, cfg.reverse
+        )
         for step, ((inp, gaps, types), tgt) in enumerate(batches):
             factor = lr_factor(cfg, epoch + step / len(batches), time.perf_counter() - t_start)
             for group in opt.param_groups:
