@@ -144,7 +144,8 @@ def run_transformer(
     """Train with early stopping on validation; with ``refit``, then train a fresh model on train +
     validation targets up to the chosen epoch (the model whose test score is read, as for the
     baselines). ``train_s`` is the final model's training time, ``select_s`` the validation run's."""
-    cfg = TrainConfig(**TRAIN, seed=seed, threads=threads)
+    model, train = split_config(model)
+    cfg = TrainConfig(**{**TRAIN, **train}, seed=seed, threads=threads)
     text = text if model.get("text_dim", 1) else None
     net, result = fit_transformer(split, text, model, cfg, on_epoch)
     out: dict[str, Any] = {
@@ -167,10 +168,17 @@ def run_transformer(
     return out, net
 
 
+def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A configuration's `TransformerConfig` fields and its `TrainConfig` fields: a candidate may set
+    either (their names never overlap); the train ones override `TRAIN`."""
+    train = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    return {k: v for k, v in config.items() if k not in train}, train
+
+
 def search(
     split: LeaveOneOut, text: np.ndarray, candidates: list[dict[str, Any]], seeds: list[int], threads: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """MODEL and each candidate (MODEL with overrides) trained on every seed; the highest mean
+    """MODEL and each candidate (MODEL and TRAIN with overrides) trained on every seed; the highest mean
     validation NDCG@10 (early-stopped model) wins. Each candidate also gets the paired 95% interval,
     over validation users, of its difference to MODEL: a difference whose interval spans 0 is a tie
     that other seeds or users could reverse."""
@@ -350,7 +358,8 @@ def main() -> None:
         "--candidates",
         type=json.loads,
         nargs="+",
-        help="with --tune: overrides of MODEL to compare, JSON objects; default TUNE_GRID",
+        help="with --tune: JSON objects of overrides to compare: MODEL fields or TRAIN fields "
+        "(e.g. '{\"reverse\": 0.25}'); default TUNE_GRID",
     )
     p.add_argument(
         "--tune-seeds", type=int, nargs="+", help="with --tune: seeds per candidate (default: the first seed)"
@@ -389,8 +398,10 @@ def main() -> None:
             test = r.metrics()
             blended.append({**test, **res, "train_s": res["train_s"] + rules_s})
             log(f"  with rules: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
-        models["transformer"] = {**mean(runs), "config": model_cfg, "runs": runs}
-        models["transformer+rules"] = {**mean(blended), "config": model_cfg, "runs": blended}
+        config, train = split_config(model_cfg)
+        setup = {"config": config, "train": {**TRAIN, **train}}
+        models["transformer"] = {**mean(runs), **setup, "runs": runs}
+        models["transformer+rules"] = {**mean(blended), **setup, "runs": blended}
     if "baselines" not in args.skip:
         t0 = time.perf_counter()
         ranked["popularity"] = [test_ranked(Popularity(), split)]
