@@ -83,6 +83,10 @@ TRAIN = {
     # order of each tie every epoch gave validation 0.1126 / 0.1087 / 0.1105 against 0.1086 / 0.1066 /
     # 0.1075 (seeds 0-2, one thread each; bench/README.md)
     "shuffle_ties": True,
+    # a quarter of the histories also trained back to front each epoch: validation 0.1178 against
+    # 0.1148 (seeds 0-2, `--tune --candidates '{"reverse": 0.25}'`; paired over users -0.0043 to
+    # +0.0101, a lead, not a proof; bench/README.md, stop 18)
+    "reverse": 0.25,
 }
 # The served blend: Transformer logits + weight * log(sequential-rules counts + eps). Its rules
 # parameters and weight are chosen per seed on validation, with the early-stopped model.
