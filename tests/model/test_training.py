@@ -289,7 +289,8 @@ def test_training_batches_reverse_adds_back_to_front_copies() -> None:
 
 
 def test_train_reverse_reaches_training() -> None:
-    """`TrainConfig.reverse` changes the weights; at 0 training is the default's, bit for bit."""
+    """`TrainConfig.reverse` changes the weights; at 0 training is the default's, bit for bit; a share
+    outside [0, 1] is a clear error."""
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, N_ITEMS, size=8) for _ in range(40)]
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=0, threads=1)
@@ -302,3 +303,5 @@ def test_train_reverse_reaches_training() -> None:
 
     assert same_weights(weights(replace(cfg, reverse=0.0)), weights(cfg))
     assert not same_weights(weights(replace(cfg, reverse=1.0)), weights(cfg))
+    with pytest.raises(ValueError, match="reverse is a share"):
+        weights(replace(cfg, reverse=1.5))

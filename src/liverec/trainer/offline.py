@@ -276,6 +276,8 @@ def train(
     t_start = time.perf_counter()
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use constant or cosine")
+    if not 0.0 <= cfg.reverse <= 1.0:
+        raise ValueError(f"reverse is a share of the histories, between 0 and 1; got {cfg.reverse}")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
