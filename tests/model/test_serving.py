@@ -370,6 +370,39 @@ def test_a_new_model_version_rebases_the_policy_on_its_vectors(
         engine.close()
 
 
+def test_a_new_item_slot_gives_the_policy_the_slot_items_own_vector(
+    tmp_path: Path, trained: Trained, encoder: TextEncoder
+) -> None:
+    """With `[policy] new_item_slots`, the last position holds an item nobody has clicked, and the
+    vector LinUCB will learn from for that position is that item's, not some candidate's."""
+    policy = {"name": "linucb", "new_item_slots": 1, "new_item_positives": 1}
+    settings = make_settings(tmp_path / "data").model_copy(update={"policy": policy})
+    fill_store(settings, world_items([*ITEM_IDS, *NEW_TEXT]), crowd_events(), encoder)
+    registry = ModelRegistry(settings.registry_path)
+    registry.promote(registry.save(trained.fresh(), trained.vocab))
+    engine = start_engine(settings, encoder)
+    try:
+        assert engine.feedback is not None and engine.manager is not None
+        engine.manager.wait_for_text()
+        engine.ingest([click("U", "football-0", T0 + 100), click("U", "football-1", T0 + 101)])
+        rec = engine.recommend("U", k=3)
+        assert rec.policy == "linucb+new1" and rec.slate is not None and rec.slate.index is not None
+        rows = [engine.catalog.row(i.item_id) for i in rec.items]
+        assert None not in rows and len(set(rows)) == 3
+        slot = int(rows[-1])  # type: ignore[arg-type]
+        assert engine.popularity.counts(len(engine.catalog))[slot] == 0  # nobody clicked it
+        _, shown = engine.feedback.served[rec.request_id]  # (3, D): the vectors feedback will use
+        model = engine.manager.current
+        assert model is not None
+        vectors = model.item_vectors(np.asarray(rows, dtype=np.int64))
+        assert vectors is not None
+        np.testing.assert_allclose(shown, vectors, rtol=1e-6)
+        assert rec.context is not None  # the slot's vector was appended after the candidates'
+        assert int(rec.slate.index[-1]) == len(rec.context["item_vectors"]) - 1
+    finally:
+        engine.close()
+
+
 def test_with_rules_the_list_adds_live_item_to_item_counts_learned_at_the_next_request(
     tmp_path: Path, trained: Trained, encoder: TextEncoder
 ) -> None:

@@ -129,10 +129,11 @@ class PopularityCooc(Model):
         flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
         keep = flat < n_items
         counts = np.bincount(flat[keep], np.repeat(seq_w, lengths)[keep], minlength=n_items)
-        norm = np.sqrt(np.maximum(self._counts(n_items), 1.0))
+        norm = np.sqrt(np.maximum(self.counts(n_items), 1.0))
         return counts / norm
 
-    def _counts(self, n_items: int) -> np.ndarray:
+    def counts(self, n_items: int) -> np.ndarray:
+        """(n_items,) float64 undecayed positive weight per row: how much each item has been used."""
         out = np.zeros(n_items)
         m = min(n_items, len(self.count))
         out[:m] = self.count[:m]

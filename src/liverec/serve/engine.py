@@ -61,6 +61,8 @@ class Engine:
         # settings errors first: nothing is opened that a failed constructor would leave open
         policy = policy or policy_from_settings(settings)
         candidates = int(settings.policy.get("candidates", 100))
+        new_slots = int(settings.policy.get("new_item_slots", 0))
+        new_below = float(settings.policy.get("new_item_positives", 5))
         window = float(settings.policy.get("feedback_window_s", 300.0))
         self.store = store if store is not None else open_store(settings.store_url)
         self.catalog = Catalog()
@@ -69,7 +71,15 @@ class Engine:
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
         rules = settings.rules
         self.rules = SequentialRules(**rules.params()) if rules.weight > 0 else None  # counted live
-        self.recommender = Recommender(self.catalog, self.state, self.popularity, policy, candidates)
+        self.recommender = Recommender(
+            self.catalog,
+            self.state,
+            self.popularity,
+            policy,
+            candidates,
+            new_slots,
+            lambda n: self.popularity.counts(n) < new_below,  # new: fewer positives than that
+        )
         self.feedback: PolicyFeedback | None = None
         if learns(policy):
             joiner = RewardJoiner(JoinConfig(window_s=window), Rewards(settings.rewards))
@@ -227,11 +237,11 @@ def limit_threads(n: int) -> None:
     threadpool_limits(n)
 
 
-ENGINE_POLICY_KEYS = ("name", "feedback_window_s", "candidates")
+ENGINE_POLICY_KEYS = ("name", "feedback_window_s", "candidates", "new_item_slots", "new_item_positives")
 
 
 def policy_from_settings(settings: Settings) -> Policy:
-    """The serving policy named in ``[policy]`` (``feedback_window_s`` and ``candidates`` are the
+    """The serving policy named in ``[policy]`` (`ENGINE_POLICY_KEYS` other than ``name`` are the
     engine's, not the policy's)."""
     params = {k: v for k, v in settings.policy.items() if k not in ENGINE_POLICY_KEYS}
     return make_policy(str(settings.policy.get("name", "greedy")), **params)

@@ -6,7 +6,7 @@ The model is read once per call, so swapping ``recommender.model`` (a hot reload
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,50 @@ def top_rows(scores: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
     return allowed[np.argsort(-s, kind="stable")]
 
 
+def fresh_rows(
+    scores: np.ndarray, mask: np.ndarray, new: np.ndarray, taken: np.ndarray, m: int
+) -> np.ndarray:
+    """(<=m,) int64 the best-scored rows of ``mask`` that are ``new`` (N,) bool and not in ``taken``:
+    what fills the new-item slots. Calibrated scores rarely put an item nobody has touched in a top
+    10 (its text is weaker evidence than others' clicks), so a slot is how it gets seen at all."""
+    allowed = mask & new
+    allowed[taken] = False
+    return top_rows(scores, allowed, m)
+
+
+def with_new_slots(
+    slate: Slate, scores: np.ndarray, mask: np.ndarray, new: np.ndarray, slots: int, n_candidates: int
+) -> Slate:
+    """``slate`` (chosen from ``n_candidates`` candidates) with its last ``slots`` positions given to
+    `fresh_rows`; the policy's own rows stay where new ones run out. The head keeps its propensities.
+    A slot row is fixed once the head is: its conditional propensity is exactly 1, and so is its
+    marginal under a deterministic policy (logged as 1 under any). Slot rows get candidate indices
+    from ``n_candidates`` on, in order: the caller appends their vectors to the context's."""
+    keep = max(len(slate.rows) - slots, 0)
+    fresh = fresh_rows(scores, mask, new, slate.rows[:keep], slots)
+    if fresh.size == 0:
+        return slate
+    tail = [j for j in range(keep, len(slate.rows)) if slate.rows[j] not in fresh][: slots - fresh.size]
+    pos = np.r_[np.arange(keep), tail].astype(np.int64)  # the policy's positions that stay
+    ones = np.ones(fresh.size)
+    cond = slate.conditional_propensities
+    if tail or cond is None:  # a slate probability is known only for the head + slots order
+        cond, whole = None, 1.0 if slate.slate_propensity == 1.0 else None
+    else:
+        cond = np.r_[cond[:keep], ones]
+        whole = float(np.prod(cond))
+    index = None if slate.index is None else np.r_[slate.index[pos], n_candidates + np.arange(fresh.size)]
+    return Slate(
+        rows=np.r_[slate.rows[pos], fresh].astype(np.int64),
+        scores=np.r_[slate.scores[pos], scores[fresh]].astype(np.float32),
+        propensities=np.r_[slate.propensities[pos], ones],
+        policy=f"{slate.policy}+new{slots}",
+        slate_propensity=whole,
+        conditional_propensities=cond,
+        index=index,
+    )
+
+
 class Recommender:
     def __init__(
         self,
@@ -55,12 +99,22 @@ class Recommender:
         model: Model,
         policy: Policy | None = None,
         candidates: int = 100,
+        new_slots: int = 0,
+        is_new: Callable[[int], np.ndarray] | None = None,
     ) -> None:
+        """``new_slots``: the last positions of each list go to the best-scored items ``is_new(n)``
+        (N,) bool marks (not yet shown in the list's head); 0 = none."""
+        if new_slots < 0:
+            raise ValueError(f"new_slots must be >= 0, got {new_slots}")
+        if new_slots and is_new is None:
+            raise ValueError("new_slots needs is_new: which items count as new")
         self.catalog = catalog
         self.state = state
         self.model = model
         self.policy = policy or Greedy()
         self.candidates = candidates
+        self.new_slots = new_slots
+        self.is_new = is_new
 
     def recommend(
         self, user_id: str, k: int = 10, exclude_seen: bool = True, exclude: Iterable[str] = ()
@@ -83,6 +137,12 @@ class Recommender:
             "item_vectors": model.item_vectors(cands) if vectors else None,
         }
         slate = self.policy.select(cands, scores[cands], k, context)
+        if self.new_slots and self.is_new is not None:
+            slate = with_new_slots(slate, scores, mask, self.is_new(n), min(self.new_slots, k), len(cands))
+            shown = context["item_vectors"]
+            if shown is not None and slate.index is not None:  # the slot rows' vectors, in index order
+                added = model.item_vectors(slate.rows[slate.index >= len(cands)])
+                context["item_vectors"] = shown if added is None else np.concatenate([shown, added])
         ids = self.catalog.ids
         items = [
             ScoredItem(ids[r], float(s), float(p))
