@@ -8,7 +8,7 @@ Prints one JSON object on stdout (progress on stderr):
     {"dataset", "models": {"transformer": {"ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr",
      "train_s", ...}, "transformer+rules": {...}, "als": {...}, "itemknn": {...}, "rules": {...},
      "popularity": {...}}, "cold_start": {"transformer_hr@10", "transformer+rules_hr@10",
-     "transformer_cold_tuned_hr@10", "random_hr@10", ...}}
+     "transformer_cold_tuned_hr@10", "transformer_new_slot_hr@10", "random_hr@10", ...}}
 Each model also carries "ndcg@10_ci95", and the top level "transformer_vs_als_ndcg@10_ci95" (and
 vs "rules", and for "transformer+rules"): 95% bootstrap intervals over the test users (`ci95`).
 
@@ -54,6 +54,8 @@ from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequen
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
 from liverec.model.rules import SequentialRules, blend
 from liverec.model.text import TextEncoder
+from liverec.policy.base import Greedy
+from liverec.serve.recommender import top_rows, with_new_slots
 from liverec.settings import RulesSettings
 from liverec.store import open_store
 from liverec.trainer.offline import EpochLog, TrainConfig, fit_transformer, refit_transformer, scorer
@@ -72,6 +74,11 @@ COLD_ID_DROPOUT = 0.1
 # target is a held-out item (their MRR): the validation twin of the cold check. It trades away overall
 # accuracy (reported next to it as val_ndcg@10), so the accuracy table never uses it.
 COLD_GRID = [0.1, 0.4, 0.7]
+# A third figure serves the main model's lists with one new-item slot, as the server does with
+# `[policy] new_item_slots = 1` (`serve.recommender.with_new_slots`): the top 9 by score, then the
+# best-scored held-out item. Fixed, not tuned: how much room new items get is a product choice. The
+# slot alone lifts a random list to about 1.8x random ranking (reported as random_new_slot_hr@10).
+NEW_SLOTS = 1
 TRAIN = {
     "epochs": 200,
     "batch_size": 64,
@@ -262,6 +269,40 @@ def mean(runs: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def slotted(score: Any, new: np.ndarray, n_items: int, slots: int = NEW_SLOTS, k: int = 10) -> Any:
+    """``score`` with each top ``k`` made as the server makes it with ``slots`` new-item slots
+    (`with_new_slots` over a greedy slate; ``new`` (N,) bool). Those ``k`` are lifted above every
+    other score, so ranks past ``k`` mean nothing."""
+    greedy = Greedy()
+
+    def scored(seqs: list[np.ndarray]) -> np.ndarray:
+        s = np.array(score(seqs)[:, :n_items], dtype=np.float64)  # (B, N)
+        for u, seq in enumerate(seqs):
+            unseen = np.ones(n_items, dtype=bool)
+            unseen[np.asarray(seq, dtype=np.int64)] = False
+            cands = top_rows(s[u], unseen, k)
+            head = greedy.select(cands, s[u, cands], k, None)
+            slate = with_new_slots(head, s[u], unseen, new, slots, len(cands))
+            s[u, slate.rows] = s[u].max() + np.arange(len(slate.rows), 0, -1)
+        return s
+
+    return scored
+
+
+def random_with_slots(
+    inputs: list[np.ndarray], new: np.ndarray, n_items: int, slots: int = NEW_SLOTS
+) -> float:
+    """P(a held-out target is listed) for random lists built the same way, averaged over ``inputs``'
+    users: ``10 - slots`` random unseen items, then ``slots`` random unseen new ones (about)."""
+    out = []
+    for seq in inputs:
+        seen = set(np.asarray(seq).tolist())
+        n, n_new = n_items - len(seen), int(new.sum()) - sum(1 for i in seen if new[i])
+        head = (10 - slots) / n
+        out.append(min(1.0, head + (1 - head) * min(1.0, slots / max(n_new, 1))))
+    return float(np.mean(out))
+
+
 def cold_start(
     seqs: Sequences,
     text: np.ndarray,
@@ -277,6 +318,7 @@ def cold_start(
     hr: list[float] = []
     hr_blend: list[float] = []
     rnd: list[float] = []
+    slot: dict[str, list[float]] = {}  # the main model's lists with a new-item slot, per seed
     tuned: list[dict[str, Any]] = []
     main = float(model.get("id_dropout", 0.0))  # the main figure's value, one of the candidates
     for seed in seeds:
@@ -304,6 +346,8 @@ def cold_start(
                 # the served blend: the rules never saw a held-out item, so its own (text) score decides
                 both, _ = served_blend(split, net, res)
                 hr_blend.append(evaluate(both, inputs, split.test, split.n_items, subset=users)["hr@10"])
+                for name, value in new_slot_figures(split, score, both, users).items():
+                    slot.setdefault(name, []).append(value)
         chosen = max(candidates, key=lambda c: c["val_cold_mrr"])
         tuned.append({"seed": seed, "chosen": chosen, "candidates": candidates})
         # random ranking: P(target in top 10) = 10 / (candidates), candidates = items minus seen ones
@@ -323,7 +367,38 @@ def cold_start(
         "ratio_cold_tuned": hr_tuned / float(np.mean(rnd)),
         "cold_tuned": tuned,
         "held_out_fraction": frac,
+        **{name: float(np.mean(v)) for name, v in slot.items()},
+        "ratio_new_slot": float(np.mean(slot["transformer_new_slot_hr@10"]) / np.mean(rnd)),
+        "ratio_new_slot_vs_random_slot": float(
+            np.mean(slot["transformer_new_slot_hr@10"]) / np.mean(slot["random_new_slot_hr@10"])
+        ),
+        "new_slots": NEW_SLOTS,
+        "new_slot_per_seed": slot,
     }
+
+
+def new_slot_figures(split: LeaveOneOut, score: Any, both: Any, users: np.ndarray) -> dict[str, float]:
+    """Test HR@10 of the held-out-target ``users`` when lists keep `NEW_SLOTS` for new items, for the
+    Transformer and the served blend ``both``; a random list's; and what the slot costs every other
+    user (their NDCG@10 without and with it)."""
+    inputs, n = split.test_inputs(), split.n_items
+    new = np.zeros(n, dtype=bool)
+    new[split.cold_items] = True
+    others = np.setdiff1d(np.arange(len(inputs)), users)
+    mine, both_slot = slotted(score, new, n), slotted(both, new, n)
+    out = {
+        "transformer_new_slot_hr@10": evaluate(mine, inputs, split.test, n, subset=users)["hr@10"],
+        "transformer+rules_new_slot_hr@10": evaluate(both_slot, inputs, split.test, n, subset=users)["hr@10"],
+        "random_new_slot_hr@10": random_with_slots([inputs[u] for u in users], new, n),
+        "others_ndcg@10": evaluate(score, inputs, split.test, n, subset=others)["ndcg@10"],
+        "others_ndcg@10_new_slot": evaluate(mine, inputs, split.test, n, subset=others)["ndcg@10"],
+    }
+    log(
+        f"  with {NEW_SLOTS} new-item slot: cold HR@10 {out['transformer_new_slot_hr@10']:.4f} (random"
+        f" {out['random_new_slot_hr@10']:.4f}); other users' NDCG@10 {out['others_ndcg@10']:.4f} ->"
+        f" {out['others_ndcg@10_new_slot']:.4f}"
+    )
+    return out
 
 
 def main() -> None:
