@@ -23,7 +23,9 @@ time; `select_s` is the validation run's. "transformer+rules" is the served scor
 chosen on validation with the early-stopped model, then the rules are counted on train + validation
 and added to the refit. The cold-start check reads the early-stopped model; its second figure
 (`transformer_cold_tuned_hr@10`) picks `id_dropout` per seed on the validation users whose target is
-a held-out item, and reports what that costs on the whole validation set.
+a held-out item, and reports what that costs on the whole validation set; its third
+(`transformer_new_slot_hr@10`) serves the main model's lists with one new-item slot, next to a random
+list with the same slot and what the slot costs the other users.
 """
 
 from __future__ import annotations
