@@ -130,7 +130,8 @@ class Settings(BaseSettings):
         "parameters, feedback_window_s (how long rewards are attributed to a served slate) and "
         "candidates (how many of the model's top items it chooses from, default 100), new_item_slots "
         "(the last positions of each list kept for the best-scored new items, default 0) and "
-        "new_item_positives (an item with fewer positive interactions than this is new, default 5)",
+        "new_item_positives (an item whose positive interactions weigh less than this in [rewards] "
+        "units, a click 1, is new; default 5)",
     )
     join: dict[str, Any] = Field(
         default_factory=dict, description="JoinConfig fields (reward attribution), e.g. window_s"

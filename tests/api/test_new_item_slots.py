@@ -14,6 +14,7 @@ from liverec.model.popularity import PopularityCooc
 from liverec.policy.base import Greedy
 from liverec.policy.plackett_luce import PlackettLuce
 from liverec.serve.app import create_app
+from liverec.serve.engine import Engine
 from liverec.serve.recommender import Recommender, with_new_slots
 from liverec.settings import RewardWeights, ServerSettings, Settings
 from liverec.store.catalog import Catalog
@@ -81,10 +82,17 @@ def test_recommender_rejects_bad_slot_settings() -> None:
     catalog = Catalog()
     state = LiveState(catalog, RewardWeights())
     model = PopularityCooc(state.users)
-    with pytest.raises(ValueError, match="new_slots must be >= 0"):
-        Recommender(catalog, state, model, new_slots=-1)
+    with pytest.raises(ValueError, match="new_item_slots must be >= 0"):
+        Recommender(catalog, state, model, new_item_slots=-1)
     with pytest.raises(ValueError, match="needs is_new"):
-        Recommender(catalog, state, model, new_slots=1)
+        Recommender(catalog, state, model, new_item_slots=1)
+
+
+def test_a_negative_slot_count_in_settings_fails_before_anything_opens(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", policy={"name": "greedy", "new_item_slots": -1})
+    with pytest.raises(ValueError, match=r"\[policy\] new_item_slots must be >= 0"):
+        Engine(settings)
+    assert not (tmp_path / "data").exists()  # no store was created
 
 
 def test_a_new_item_gets_the_last_slot_until_it_has_its_own_clicks(tmp_path: Path) -> None:

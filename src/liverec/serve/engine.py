@@ -61,8 +61,10 @@ class Engine:
         # settings errors first: nothing is opened that a failed constructor would leave open
         policy = policy or policy_from_settings(settings)
         candidates = int(settings.policy.get("candidates", 100))
-        new_slots = int(settings.policy.get("new_item_slots", 0))
+        new_item_slots = int(settings.policy.get("new_item_slots", 0))
         new_below = float(settings.policy.get("new_item_positives", 5))
+        if new_item_slots < 0:
+            raise ValueError(f"[policy] new_item_slots must be >= 0, got {new_item_slots}")
         window = float(settings.policy.get("feedback_window_s", 300.0))
         self.store = store if store is not None else open_store(settings.store_url)
         self.catalog = Catalog()
@@ -77,8 +79,8 @@ class Engine:
             self.popularity,
             policy,
             candidates,
-            new_slots,
-            lambda n: self.popularity.counts(n) < new_below,  # new: fewer positives than that
+            new_item_slots,
+            lambda n: self.popularity.counts(n) < new_below,  # new: less positive weight than that
         )
         self.feedback: PolicyFeedback | None = None
         if learns(policy):

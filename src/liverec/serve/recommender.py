@@ -99,21 +99,21 @@ class Recommender:
         model: Model,
         policy: Policy | None = None,
         candidates: int = 100,
-        new_slots: int = 0,
+        new_item_slots: int = 0,
         is_new: Callable[[int], np.ndarray] | None = None,
     ) -> None:
-        """``new_slots``: the last positions of each list go to the best-scored items ``is_new(n)``
-        (N,) bool marks (not yet shown in the list's head); 0 = none."""
-        if new_slots < 0:
-            raise ValueError(f"new_slots must be >= 0, got {new_slots}")
-        if new_slots and is_new is None:
-            raise ValueError("new_slots needs is_new: which items count as new")
+        """``new_item_slots``: the last positions of each list go to the best-scored items that
+        ``is_new(n)`` (N,) bool marks and the list's head does not already show; 0 = none."""
+        if new_item_slots < 0:
+            raise ValueError(f"new_item_slots must be >= 0, got {new_item_slots}")
+        if new_item_slots and is_new is None:
+            raise ValueError("new_item_slots needs is_new: which items count as new")
         self.catalog = catalog
         self.state = state
         self.model = model
         self.policy = policy or Greedy()
         self.candidates = candidates
-        self.new_slots = new_slots
+        self.new_item_slots = new_item_slots
         self.is_new = is_new
 
     def recommend(
@@ -137,8 +137,10 @@ class Recommender:
             "item_vectors": model.item_vectors(cands) if vectors else None,
         }
         slate = self.policy.select(cands, scores[cands], k, context)
-        if self.new_slots and self.is_new is not None:
-            slate = with_new_slots(slate, scores, mask, self.is_new(n), min(self.new_slots, k), len(cands))
+        if self.new_item_slots and self.is_new is not None:
+            slate = with_new_slots(
+                slate, scores, mask, self.is_new(n), min(self.new_item_slots, k), len(cands)
+            )
             shown = context["item_vectors"]
             if shown is not None and slate.index is not None:  # the slot rows' vectors, in index order
                 added = model.item_vectors(slate.rows[slate.index >= len(cands)])
