@@ -84,6 +84,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", choices=("popularity", "transformer"), default="popularity")
     p.add_argument("--epochs", type=int, default=3, help="offline epochs of the Transformer")
     p.add_argument("--rules-weight", type=float, default=0.0, help="[rules] weight (0 = off)")
+    p.add_argument(
+        "--new-item-slots",
+        type=int,
+        default=0,
+        help="[policy] new_item_slots: list positions kept for new items",
+    )
     p.add_argument("--text", action=argparse.BooleanOptionalAction, default=True, help="train with text")
     p.add_argument("--inprocess", type=int, default=2_000, help="in-process recommend() calls timed")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (its path goes to stderr)")
@@ -211,8 +217,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     root = Path(tempfile.mkdtemp(prefix="liverec-bench-serve-"))
     try:
-        env = {"LIVEREC_RULES__WEIGHT": str(args.rules_weight)}
+        env = {
+            "LIVEREC_RULES__WEIGHT": str(args.rules_weight),
+            "LIVEREC_POLICY": orjson.dumps(policy(args)).decode(),
+        }
         out["rules_weight"] = args.rules_weight
+        out["new_item_slots"] = args.new_item_slots
         with live_server(root, env=env) as url:
             await phases(url, root, args, world, out)
         if args.model == "transformer":
@@ -224,6 +234,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         else:
             shutil.rmtree(root, ignore_errors=True)
     return out
+
+
+def policy(args: argparse.Namespace) -> dict[str, Any]:
+    """The server's `[policy]`: greedy, with ``--new-item-slots``."""
+    return {"name": "greedy", "new_item_slots": args.new_item_slots}
 
 
 async def train_and_wait(url: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -249,7 +264,7 @@ def inprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from liverec.serve.engine import Engine
     from liverec.settings import RulesSettings, Settings
 
-    settings = Settings(data_dir=root, rules=RulesSettings(weight=args.rules_weight))
+    settings = Settings(data_dir=root, rules=RulesSettings(weight=args.rules_weight), policy=policy(args))
     engine = Engine(settings).start()
     try:
         with server_gc(settings.server.gc_threshold):
