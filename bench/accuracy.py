@@ -52,7 +52,7 @@ from liverec.evaluate.offline import (
     tune,
 )
 from liverec.evaluate.ope import bootstrap_interval
-from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
+from liverec.evaluate.split import LeaveOneOut, Sequences, cold_mask, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
 from liverec.model.rules import SequentialRules, blend
 from liverec.model.text import TextEncoder
@@ -387,8 +387,7 @@ def new_slot_figures(split: LeaveOneOut, score: Any, both: Any, users: np.ndarra
     Transformer and the served blend ``both``; a random list's; and what the slot costs every other
     user (their NDCG@10 without and with it)."""
     inputs, n = split.test_inputs(), split.n_items
-    new = np.zeros(n, dtype=bool)
-    new[split.cold_items] = True
+    new = cold_mask(n, split.cold_items)
     others = np.setdiff1d(np.arange(len(inputs)), users)
     mine, both_slot = slotted(score, new, n), slotted(both, new, n)
     out = {
