@@ -22,6 +22,7 @@ from liverec.trainer.offline import (
     lr_factor,
     refit_transformer,
     reversed_seq,
+    schedule_span,
     scorer,
     shuffle_ties,
     train,
@@ -184,6 +185,33 @@ def test_refit_learns_validation_targets_up_to_the_chosen_epoch_on_the_selection
     assert sum(map(len, split.train_with_val())) > sum(map(len, split.train))
     assert not np.isin(seen, split.cold_items).any()
     assert refit.id_emb.weight[torch.as_tensor(split.cold_items) + 1].abs().sum() == 0
+
+
+def test_refit_after_patience_keeps_the_schedule_the_selection_run_was_on() -> None:
+    """Patience ends a selection run early; its cosine was still spanning `epochs`, so the refit
+    decays over `epochs` too, not over the fewer epochs that ran."""
+    split = leave_one_out(world_sequences(90, seed=3), min_len=3, cold_fraction=0.2, seed=1)
+    cfg = TrainConfig(
+        epochs=30, batch_size=16, lr=3e-2, seed=2, threads=1, schedule="cosine", warmup_epochs=1, patience=1
+    )
+    _, selection = fit_transformer(split, None, TINY, cfg)
+    assert len(selection.history) < cfg.epochs  # patience ended it (the setup, checked)
+    assert selection.schedule_epochs == cfg.epochs
+    refit, _ = refit_transformer(split, None, TINY, cfg, selection)
+    torch.manual_seed(cfg.seed)
+    replay = build_model(split.n_items, None, TINY)
+    replayed = replace(cfg, epochs=cfg.epochs, stop_after=selection.best_epoch, patience=10**9)
+    train(replay, split.train_with_val(), [], np.empty(0, np.int64), replayed, exclude=split.cold_items)
+    assert same_weights(state_of(refit), state_of(replay))
+
+
+def test_schedule_span_projects_a_time_budget_at_the_pace_the_run_kept() -> None:
+    """A run stopped by patience after 50 epochs in 200 s of a 290 s budget would have reached
+    72 epochs; with 80 epochs allowed and 145 s spent, the epoch count ends it first."""
+    assert schedule_span(TrainConfig(epochs=200, max_seconds=290.0), 50, 200.0) == 72
+    assert schedule_span(TrainConfig(epochs=80, max_seconds=290.0), 50, 145.0) == 80
+    assert schedule_span(TrainConfig(epochs=80), 50, 145.0) == 80
+    assert schedule_span(TrainConfig(epochs=80, max_seconds=10.0), 50, 145.0) == 50  # never below the run
 
 
 def test_shuffle_ties_reorders_only_within_runs_of_equal_timestamps() -> None:

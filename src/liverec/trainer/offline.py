@@ -71,6 +71,9 @@ class TrainResult:
     best_val: dict[str, float]
     history: list[EpochLog]
     seconds: float
+    # the epochs the learning-rate schedule spans: the epochs run, or, when patience ended the run
+    # early, the epochs its schedule would have run to (`epochs`, or where `max_seconds` projects)
+    schedule_epochs: int = 0
 
     @property
     def interactions_per_s(self) -> float:
@@ -273,6 +276,7 @@ def train(
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, float]] | None = None
     history: list[EpochLog] = []
     stale = 0
+    patience_ended = False
     t_start = time.perf_counter()
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use constant or cosine")
@@ -313,7 +317,10 @@ def train(
         history.append(entry)
         if on_epoch:
             on_epoch(entry)
-        if stale >= cfg.patience or epoch == cfg.stop_after:
+        if stale >= cfg.patience:
+            patience_ended = epoch < cfg.epochs
+            break
+        if epoch == cfg.stop_after:
             break
         if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
             break
@@ -323,12 +330,22 @@ def train(
         model.forget_ids(held_out)
     model._compiled = None  # hand back a plain eager module (picklable, copyable, servable)
     model.eval()
+    seconds = time.perf_counter() - t_start
     return TrainResult(
         best_epoch=best[1] if best else 0,
         best_val=best[3] if best else {},
         history=history,
-        seconds=time.perf_counter() - t_start,
+        seconds=seconds,
+        schedule_epochs=schedule_span(cfg, len(history), seconds) if patience_ended else len(history),
     )
+
+
+def schedule_span(cfg: TrainConfig, ran: int, seconds: float) -> int:
+    """The epochs a run stopped by patience after ``ran`` epochs and ``seconds`` would have gone
+    on to: `epochs`, or fewer where `max_seconds` would have ended it at the pace it kept."""
+    if not cfg.max_seconds:
+        return cfg.epochs
+    return max(ran, min(cfg.epochs, round(ran * cfg.max_seconds / max(seconds, 1e-9))))
 
 
 def build_model(n_items: int, text: np.ndarray | None, overrides: dict[str, object] | None = None) -> SASRec:
@@ -383,13 +400,14 @@ def refit_transformer(
 ) -> tuple[SASRec, TrainResult]:
     """A fresh model trained on train + validation targets, as the baselines are refit before the
     single read of the test target. ``selection`` is the early-stopped run on the same split: the
-    refit replays its learning-rate schedule (by epoch, over as many epochs as it ran) and stops at
-    the epoch validation chose. Nothing here reads the test target."""
+    refit replays its learning-rate schedule (by epoch, over the epochs that schedule spans, even
+    where patience cut the run short) and stops at the epoch validation chose. Nothing here reads
+    the test target."""
     seed_everything(cfg.seed)
     model = build_model(split.n_items, text, model_overrides)
     fixed = replace(
         cfg,
-        epochs=max(1, len(selection.history)),
+        epochs=max(1, selection.schedule_epochs or len(selection.history)),
         stop_after=max(1, selection.best_epoch),
         max_seconds=0.0,
         eval_every=10**9,
