@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from liverec.events.schema import EventType
 from liverec.model.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
+from liverec.model.softmax import full_softmax_xent
 
 
 class Dropout(nn.Module):
@@ -341,15 +342,19 @@ class SASRec(nn.Module):
         h, y = h[keep], targets[keep]  # (P, D), (P, K)
         if c.loss == "sampled":
             return self._sampled_loss(h, y[:, 0], table, exclude, log_q)
+        blocked = torch.zeros(len(table), dtype=torch.bool, device=h.device)  # (N+1,)
+        blocked[0] = True  # the padding row is never a candidate
+        if exclude is not None:
+            blocked |= exclude
+        # serving never ranks seen items, so with exclude_seen training need not push them down
+        seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
+        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, a block of rows at a time
+            return full_softmax_xent(h, table, y[:, 0], blocked, seen)
         # (P, N+1) in model indices; masked in place (the product's backward does not read it)
         logits = h @ table.T
-        logits[:, 0] = -torch.inf  # the padding row is never a candidate
-        if c.exclude_seen:  # serving never ranks seen items, so training need not push them down
-            logits.scatter_(1, self._seen(seq, keep, y), -torch.inf)
-        if exclude is not None:
-            logits.masked_fill_(exclude, -torch.inf)
-        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction: one fused log-softmax + NLL
-            return F.cross_entropy(logits, y[:, 0])
+        logits.masked_fill_(blocked, -torch.inf)
+        if seen is not None:
+            logits.scatter_(1, seen, -torch.inf)
         logp = F.log_softmax(logits, dim=1)
         if c.label_smoothing:  # over the candidates only (excluded and seen items have -inf, no share)
             finite = torch.isfinite(logits)

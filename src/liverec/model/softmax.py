@@ -1,0 +1,69 @@
+"""Full-softmax cross-entropy over the whole catalog, computed a block of rows at a time.
+
+The plain way builds the (P, N) logits, their log-softmax and its gradient: three catalog-wide
+tensors per batch (P ~ 6,600 positions x 1,683 items on ml-100k: 45 MB each), written to memory and
+read back. Here each block of rows is scored, reduced and dropped while it is still in cache; the
+backward pass scores the block again. Same loss and gradients (to float rounding), about twice as
+fast on a 2-core CPU, and the memory no longer grows with P x N.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BLOCK_ELEMENTS = 1 << 21  # logits per block: 8 MB of float32, whatever the catalog's size
+
+
+def _block_logits(h: Tensor, table: Tensor, blocked: Tensor, seen: Tensor | None, rows: slice) -> Tensor:
+    """(R, N+1) logits of a block of rows, blocked columns and each row's seen items at -inf."""
+    z = h[rows] @ table.T
+    z.masked_fill_(blocked, -torch.inf)
+    if seen is not None:
+        z.scatter_(1, seen[rows], -torch.inf)
+    return z
+
+
+def _blocks(n_rows: int, n_cols: int) -> list[slice]:
+    step = max(1, BLOCK_ELEMENTS // max(1, n_cols))
+    return [slice(i, i + step) for i in range(0, n_rows, step)]
+
+
+class _SoftmaxXent(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any, h: Tensor, table: Tensor, y: Tensor, blocked: Tensor, seen: Tensor | None
+    ) -> Tensor:
+        total = h.new_zeros(())
+        for rows in _blocks(len(h), len(table)):
+            total += F.cross_entropy(_block_logits(h, table, blocked, seen, rows), y[rows], reduction="sum")
+        ctx.save_for_backward(h, table, y, blocked, seen)
+        return total / max(1, len(h))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        h, table, y, blocked, seen = ctx.saved_tensors
+        scale = grad / max(1, len(h))
+        grad_h, grad_table = torch.empty_like(h), torch.zeros_like(table)
+        for rows in _blocks(len(h), len(table)):
+            p = torch.softmax(_block_logits(h, table, blocked, seen, rows), dim=1)  # (R, N+1)
+            p[torch.arange(len(p)), y[rows]] -= 1.0  # d loss / d logits = softmax - one-hot
+            p.mul_(scale)
+            grad_h[rows] = p @ table
+            grad_table.addmm_(p.T, h[rows])
+        return grad_h, grad_table, None, None, None
+
+
+def full_softmax_xent(
+    h: Tensor, table: Tensor, y: Tensor, blocked: Tensor, seen: Tensor | None = None
+) -> Tensor:
+    """Mean cross-entropy of ``y`` under a softmax over every item.
+
+    h (P, D) float32 hidden states; table (N+1, D) float32 item representations; y (P,) int64 target
+    rows of ``table``; blocked (N+1,) bool columns never scored (padding, held-out items); seen
+    (P, S) int64 columns to block per row (0 = none; column 0 must be blocked), or None.
+    Equals ``F.cross_entropy`` on the masked (P, N+1) logits."""
+    return _SoftmaxXent.apply(h, table, y, blocked, seen)

@@ -1,0 +1,67 @@
+"""The blockwise full-softmax cross-entropy gives the plain one's loss and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from liverec.model import softmax
+from liverec.model.softmax import full_softmax_xent
+
+
+def case(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    """h (11, 4), table (9, 4), targets, blocked padding and item 5, and a seen item per row."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(11, 4, generator=g, dtype=dtype)
+    table = torch.randn(9, 4, generator=g, dtype=dtype)
+    y = torch.randint(1, 9, (11,), generator=g)
+    y[y == 5] = 6
+    blocked = torch.zeros(9, dtype=torch.bool)
+    blocked[[0, 5]] = True
+    seen = torch.randint(0, 9, (11, 2), generator=g)
+    seen[seen == y.unsqueeze(1)] = 0  # a row's target is never blocked
+    return h, table, y, blocked, seen
+
+
+def plain(
+    h: torch.Tensor, table: torch.Tensor, y: torch.Tensor, blocked: torch.Tensor, seen: torch.Tensor
+) -> torch.Tensor:
+    """The (P, N+1) logits built whole, then torch's fused cross-entropy."""
+    logits = (h @ table.T).masked_fill(blocked, -torch.inf)
+    logits = logits.scatter(1, seen, -torch.inf)
+    return F.cross_entropy(logits, y)
+
+
+@pytest.mark.parametrize("block_elements", [1 << 21, 27, 1])  # one block; 3 rows per block; 1 row
+def test_loss_and_gradients_equal_the_plain_softmax(
+    monkeypatch: pytest.MonkeyPatch, block_elements: int
+) -> None:
+    monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", block_elements)
+    h, table, y, blocked, seen = case()
+    grads = []
+    for fn in (full_softmax_xent, plain):
+        hh, tt = h.clone().requires_grad_(), table.clone().requires_grad_()
+        loss = fn(hh, tt, y, blocked, seen)
+        (3.0 * loss).backward()  # an upstream gradient other than 1
+        assert hh.grad is not None and tt.grad is not None
+        grads.append((loss.detach(), hh.grad, tt.grad))
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want)
+    assert grads[0][2][5].abs().sum() == 0  # a blocked item gets no gradient
+
+
+def test_seen_columns_change_the_loss_and_none_means_no_seen() -> None:
+    h, table, y, blocked, seen = case()
+    without = full_softmax_xent(h, table, y, blocked)
+    torch.testing.assert_close(without, plain(h, table, y, blocked, torch.zeros_like(seen)))
+    assert full_softmax_xent(h, table, y, blocked, seen) < without  # fewer competitors
+
+
+def test_gradcheck_in_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", 36)  # 4 rows per block
+    h, table, y, blocked, seen = case(torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda a, b: full_softmax_xent(a, b, y, blocked, seen),
+        (h.requires_grad_(), table.requires_grad_()),
+    )
