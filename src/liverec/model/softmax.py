@@ -3,8 +3,9 @@
 The plain way builds the (P, N) logits, their log-softmax and its gradient: three catalog-wide
 tensors per batch (P ~ 6,600 positions x 1,683 items on ml-100k: 45 MB each), written to memory and
 read back. Here each block of rows is scored, reduced and dropped while it is still in cache; the
-backward pass scores the block again. Same loss and gradients (to float rounding), about twice as
-fast on a 2-core CPU, and the memory no longer grows with P x N.
+backward pass scores the block again. Same loss and gradients (to float rounding); memory no longer
+grows with P x N (12,800 positions over 10k items: +66-89 MB peak against +1,961 MB), and the larger
+the catalog the faster it is than the plain way (1.4x at 10k items, 3.3x at 50k, ~1.05x on ml-100k).
 """
 
 from __future__ import annotations
