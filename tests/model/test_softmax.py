@@ -33,10 +33,14 @@ def plain(
     return F.cross_entropy(logits, y)
 
 
-@pytest.mark.parametrize("block_elements", [1 << 21, 27, 1])  # one block; 3 rows per block; 1 row
+@pytest.mark.parametrize(
+    ("plain_elements", "block_elements"),
+    [(0, 1 << 21), (0, 27), (0, 1), (1 << 23, 1 << 21)],  # one block; 3 rows a block; 1 row; built whole
+)
 def test_loss_and_gradients_equal_the_plain_softmax(
-    monkeypatch: pytest.MonkeyPatch, block_elements: int
+    monkeypatch: pytest.MonkeyPatch, plain_elements: int, block_elements: int
 ) -> None:
+    monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", plain_elements)
     monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", block_elements)
     h, table, y, blocked, seen = case()
     grads = []
@@ -51,7 +55,8 @@ def test_loss_and_gradients_equal_the_plain_softmax(
     assert grads[0][2][5].abs().sum() == 0  # a blocked item gets no gradient
 
 
-def test_seen_columns_change_the_loss_and_none_means_no_seen() -> None:
+def test_seen_columns_change_the_loss_and_none_means_no_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", 0)
     h, table, y, blocked, seen = case()
     without = full_softmax_xent(h, table, y, blocked)
     torch.testing.assert_close(without, plain(h, table, y, blocked, torch.zeros_like(seen)))
@@ -59,6 +64,7 @@ def test_seen_columns_change_the_loss_and_none_means_no_seen() -> None:
 
 
 def test_gradcheck_in_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", 0)
     monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", 36)  # 4 rows per block
     h, table, y, blocked, seen = case(torch.float64)
     assert torch.autograd.gradcheck(
