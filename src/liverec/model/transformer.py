@@ -348,7 +348,7 @@ class SASRec(nn.Module):
             blocked |= exclude
         # serving never ranks seen items, so with exclude_seen training need not push them down
         seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
-        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, a block of rows at a time
+        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, in blocks when it is large
             return full_softmax_xent(h, table, y[:, 0], blocked, seen)
         # (P, N+1) in model indices; masked in place (the product's backward does not read it)
         logits = h @ table.T
