@@ -23,8 +23,11 @@ BLOCK_ELEMENTS = 1 << 21  # logits per block: 8 MB of float32, whatever the cata
 PLAIN_ELEMENTS = 1 << 23
 
 
-def _block_logits(h: Tensor, table: Tensor, blocked: Tensor, seen: Tensor | None, rows: slice) -> Tensor:
-    """(R, N+1) logits of a block of rows, blocked columns and each row's seen items at -inf."""
+def masked_logits(
+    h: Tensor, table: Tensor, blocked: Tensor, seen: Tensor | None, rows: slice = slice(None)
+) -> Tensor:
+    """(R, N+1) logits of a block of rows (all by default), blocked columns and each row's seen items
+    at -inf; masked in place (the product's backward does not read its output)."""
     z = h[rows] @ table.T
     z.masked_fill_(blocked, -torch.inf)
     if seen is not None:
@@ -44,7 +47,7 @@ class _SoftmaxXent(torch.autograd.Function):
     ) -> Tensor:
         total = h.new_zeros(())
         for rows in _blocks(len(h), len(table)):
-            total += F.cross_entropy(_block_logits(h, table, blocked, seen, rows), y[rows], reduction="sum")
+            total += F.cross_entropy(masked_logits(h, table, blocked, seen, rows), y[rows], reduction="sum")
         ctx.save_for_backward(h, table, y, blocked, seen)
         return total / max(1, len(h))
 
@@ -54,7 +57,7 @@ class _SoftmaxXent(torch.autograd.Function):
         scale = grad / max(1, len(h))
         grad_h, grad_table = torch.empty_like(h), torch.zeros_like(table)
         for rows in _blocks(len(h), len(table)):
-            p = torch.softmax(_block_logits(h, table, blocked, seen, rows), dim=1)  # (R, N+1)
+            p = torch.softmax(masked_logits(h, table, blocked, seen, rows), dim=1)  # (R, N+1)
             p[torch.arange(len(p)), y[rows]] -= 1.0  # d loss / d logits = softmax - one-hot
             p.mul_(scale)
             grad_h[rows] = p @ table
@@ -72,5 +75,5 @@ def full_softmax_xent(
     (P, S) int64 columns to block per row (0 = none; column 0 must be blocked), or None.
     Equals ``F.cross_entropy`` on the masked (P, N+1) logits, which it builds whole when they are small."""
     if len(h) * len(table) <= PLAIN_ELEMENTS:
-        return F.cross_entropy(_block_logits(h, table, blocked, seen, slice(None)), y)
+        return F.cross_entropy(masked_logits(h, table, blocked, seen, slice(None)), y)
     return _SoftmaxXent.apply(h, table, y, blocked, seen)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from liverec.events.schema import EventType
 from liverec.model.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
-from liverec.model.softmax import full_softmax_xent
+from liverec.model.softmax import full_softmax_xent, masked_logits
 
 
 class Dropout(nn.Module):
@@ -350,11 +350,7 @@ class SASRec(nn.Module):
         seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
         if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, in blocks when it is large
             return full_softmax_xent(h, table, y[:, 0], blocked, seen)
-        # (P, N+1) in model indices; masked in place (the product's backward does not read it)
-        logits = h @ table.T
-        logits.masked_fill_(blocked, -torch.inf)
-        if seen is not None:
-            logits.scatter_(1, seen, -torch.inf)
+        logits = masked_logits(h, table, blocked, seen)  # (P, N+1) in model indices
         logp = F.log_softmax(logits, dim=1)
         if c.label_smoothing:  # over the candidates only (excluded and seen items have -inf, no share)
             finite = torch.isfinite(logits)
