@@ -489,3 +489,25 @@ def test_id_dropout_teaches_an_unknown_item_embedding_that_untrained_items_start
     trained = torch.ones(N_CYCLE + 3, dtype=torch.bool)
     trained[[0, 4, 9, -2, -1]] = False
     assert net.id_emb.weight[trained].ne(unk).any(dim=1).all()  # trained rows keep their own
+
+
+def test_text_loss_adds_a_text_only_loss_and_leaves_the_main_loss_whole() -> None:
+    """With ``text_loss`` w the loss is the whole table's cross-entropy plus w times the cross-entropy
+    against a table whose `id_dropout`-hidden items have their text and the unknown-item id alone
+    (``id_dropout`` 1 hides every item there, so both terms are computed here independently)."""
+    net = tiny(dropout=0.0, id_dropout=1.0, text_loss=0.5)
+    inp, tgt = cycle_batch()
+    net.train()
+    loss = net.loss(inp, tgt)
+    with torch.no_grad():
+        text_only = net.item_table(torch.ones(N_CYCLE + 1, dtype=torch.bool))
+        logits = net(inp) @ text_only[1:].T  # (B, T, N): the states read the whole table
+        aux = float(F.cross_entropy(logits.reshape(-1, N_CYCLE), (tgt - 1).reshape(-1)))
+    assert float(loss) == pytest.approx(full_ce(net, inp, tgt) + 0.5 * aux, rel=1e-5)
+    loss.backward()
+    assert net.unk_id is not None and net.unk_id.grad is not None
+    assert torch.count_nonzero(net.unk_id.grad) > 0  # the text-only term trains the unknown-item id
+    assert torch.count_nonzero(net.id_emb.weight.grad) > 0  # the main term still trains every id
+    for bad in ({"text_loss": 0.5}, {"text_loss": 0.5, "id_dropout": 0.3, "text_dim": 0}):
+        with pytest.raises(ValueError, match="text_loss needs id_dropout"):
+            tiny(**bad)

@@ -15,6 +15,7 @@ import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -150,6 +151,10 @@ class TransformerConfig:
     # share of items whose id embedding is swapped for a learned unknown-item embedding each step: the
     # model learns to score an item by its text alone, and untrained (new) items start from that vector
     id_dropout: float = 0.0
+    # > 0: hidden ids leave the main loss alone and feed a second one, weighted by this, where the
+    # `id_dropout` share of items is scored by text alone: new items are learned without the known
+    # items giving up their ids in the main loss
+    text_loss: float = 0.0
     input_dropout: float = 0.0  # share of a training sequence's items removed from its input (and targets)
     label_smoothing: float = 0.0  # share of each target's probability spread over the other candidates
     exclude_seen: bool = False  # train each position's softmax without the items already in its prefix
@@ -180,6 +185,8 @@ class SASRec(nn.Module):
         self.type_emb = nn.Embedding(N_EVENT_TYPES + 1, c.d_model, padding_idx=0) if c.event_types else None
         self.gap_emb = nn.Embedding(N_TIME_GAP_BUCKETS, c.d_model) if c.time_gaps else None
         self.drop = Dropout(c.dropout)
+        if c.text_loss and not (c.id_dropout and c.text_dim):
+            raise ValueError("text_loss needs id_dropout > 0 and text_dim > 0 (its items are scored by text)")
         if c.block not in BLOCKS:
             raise ValueError(f"unknown block {c.block!r}; choose one of {', '.join(BLOCKS)}")
         block = BLOCKS[c.block]
@@ -336,18 +343,30 @@ class SASRec(nn.Module):
         hide = None
         if self.training and c.id_dropout > 0:
             hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout
-        table = self.item_table(hide)  # (N+1, D)
+        table = self.item_table(None if c.text_loss else hide)  # (N+1, D)
         h = self.forward(seq, types, gaps, table)  # (B, T, D)
         keep = targets[..., 0] != 0
         h, y = h[keep], targets[keep]  # (P, D), (P, K)
         if c.loss == "sampled":
-            return self._sampled_loss(h, y[:, 0], table, exclude, log_q)
-        blocked = torch.zeros(len(table), dtype=torch.bool, device=h.device)  # (N+1,)
-        blocked[0] = True  # the padding row is never a candidate
-        if exclude is not None:
-            blocked |= exclude
-        # serving never ranks seen items, so with exclude_seen training need not push them down
-        seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
+            xent = partial(self._sampled_loss, h, y[:, 0], exclude=exclude, log_q=log_q)
+        else:
+            blocked = torch.zeros(len(table), dtype=torch.bool, device=h.device)  # (N+1,)
+            blocked[0] = True  # the padding row is never a candidate
+            if exclude is not None:
+                blocked |= exclude
+            # serving never ranks seen items, so with exclude_seen training need not push them down
+            seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
+            xent = partial(self._xent, h, y, blocked=blocked, seen=seen)
+        loss = xent(table)
+        if hide is not None and c.text_loss:
+            # the same states against a table where the hidden items have their text alone
+            loss = loss + c.text_loss * xent(self.item_table(hide))
+        return loss
+
+    def _xent(self, h: Tensor, y: Tensor, table: Tensor, *, blocked: Tensor, seen: Tensor | None) -> Tensor:
+        """Mean weighted cross-entropy of states ``h`` (P, D) against ``table`` (N+1, D) for targets
+        ``y`` (P, K) int64 (0 = none); ``blocked`` (N+1,) bool never scored, ``seen`` (P, T) masked."""
+        c = self.config
         if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, in blocks when it is large
             return full_softmax_xent(h, table, y[:, 0], blocked, seen)
         logits = masked_logits(h, table, blocked, seen)  # (P, N+1) in model indices
@@ -373,7 +392,7 @@ class SASRec(nn.Module):
         return prefix.masked_fill(is_target, 0)
 
     def _sampled_loss(
-        self, h: Tensor, y: Tensor, table: Tensor, exclude: Tensor | None, log_q: Tensor | None
+        self, h: Tensor, y: Tensor, table: Tensor, *, exclude: Tensor | None, log_q: Tensor | None
     ) -> Tensor:
         """Softmax over the positive and `n_negatives` items shared by the batch, drawn from Q, with
         logQ correction (Yi et al., 2019) so the estimate is unbiased for the full softmax."""
