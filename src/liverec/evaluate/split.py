@@ -105,6 +105,29 @@ class LeaveOneOut:
             )
         return out
 
+    def cold_val(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Validation cases for held-out items, many more than the validation targets that happen to be
+        one: per user whose training window had a held-out item, the kept items before its last such
+        interaction (input) and that item (target, (U',) int64). Training never saw these targets, nor
+        any held-out item; cold-start settings are chosen on them, never on test."""
+        if not self.cold_items.size:
+            return [], np.empty(0, np.int64)
+        is_cold = cold_mask(self.n_items, self.cold_items)
+        inputs: list[np.ndarray] = []
+        targets: list[int] = []
+        for k in range(len(self.train)):
+            s = self.seqs.seq(k)
+            prefix = s.window(0, len(s) - 2)
+            where = np.flatnonzero(is_cold[np.asarray(prefix)])
+            if not where.size:
+                continue
+            before = prefix.window(0, int(where[-1]))
+            before = before.keep(~is_cold[np.asarray(before)])
+            if len(before):
+                inputs.append(before)
+                targets.append(int(prefix[where[-1]]))
+        return inputs, np.asarray(targets, np.int64)
+
     def train_with_val(self) -> list[np.ndarray]:
         """Training data for a final fit that may also learn from the validation target (held-out
         cold items stay out of it)."""
