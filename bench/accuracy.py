@@ -21,11 +21,13 @@ score is read (`--no-refit`: read the early-stopped model). Its `train_s` is the
 time; `select_s` is the validation run's. "transformer+rules" is the served score, Transformer logits
 + weight * log(rules counts + eps) (`model/rules.py`): the rules' parameters and the weight are
 chosen on validation with the early-stopped model, then the rules are counted on train + validation
-and added to the refit. The cold-start check reads the early-stopped model; its second figure
-(`transformer_cold_tuned_hr@10`) picks `id_dropout` per seed on the validation users whose target is
-a held-out item, and reports what that costs on the whole validation set; its third
-(`transformer_new_slot_hr@10`) serves the main model's lists with one new-item slot, next to a random
-list with the same slot and what the slot costs the other users.
+and added to the refit. The cold-start check holds 10% of items out of training and trains MODEL with
+each of `COLD_CANDIDATES`' overrides (`--cold-candidates`); the one with the best held-out-item
+validation MRR (`LeaveOneOut.cold_val`) is its Transformer, read early-stopped on the test users whose
+target is held out (`transformer_hr@10`; `transformer_cold_tuned_hr@10` is the same figure, its name
+from before stop 22). Each candidate's figures, and what it costs on the whole validation set, are in
+"candidates". `transformer_new_slot_hr@10` serves that model's lists with one new-item slot, next to a
+random list with the same slot and what the slot costs the other users.
 """
 
 from __future__ import annotations

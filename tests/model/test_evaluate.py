@@ -201,7 +201,6 @@ def test_cold_fraction_holds_items_out_of_training_prefixes() -> None:
     assert np.array_equal(split.val, plain.val) and np.array_equal(split.test, plain.test)
 
 
-
 def test_cold_val_cases_are_each_users_last_held_out_item_before_validation() -> None:
     """Input: the user's kept (warm) items before their last held-out-item interaction in the training
     window; target: that item. Users with none, or with nothing warm before it, give no case."""
@@ -213,12 +212,8 @@ def test_cold_val_cases_are_each_users_last_held_out_item_before_validation() ->
     # before 4; u2: window 0 1 2 (its 5 and 4 are the validation and test targets); u3: 4 5 0 1, 5
     # has nothing warm before it
     assert [np.asarray(s).tolist() for s in inputs] == [[0, 1]] and targets.tolist() == [5]
-    assert plain_split_has_no_cases(rows)
-
-
-def plain_split_has_no_cases(rows: list[list[int]]) -> bool:
-    inputs, targets = leave_one_out(sequences(rows, 10), min_len=4).cold_val()
-    return inputs == [] and targets.size == 0
+    inputs, targets = leave_one_out(sequences(rows, 10), min_len=4).cold_val()  # nothing held out
+    assert inputs == [] and targets.size == 0
 
 
 def test_sequences_from_events_keep_positives_in_time_order() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -508,6 +509,10 @@ def test_text_loss_adds_a_text_only_loss_and_leaves_the_main_loss_whole() -> Non
     assert net.unk_id is not None and net.unk_id.grad is not None
     assert torch.count_nonzero(net.unk_id.grad) > 0  # the text-only term trains the unknown-item id
     assert torch.count_nonzero(net.id_emb.weight.grad) > 0  # the main term still trains every id
+    sampled = tiny(dropout=0.0, id_dropout=1.0, text_loss=0.5, loss="sampled", n_negatives=8).train()
+    sampled.loss(inp, tgt, log_q=torch.full((N_CYCLE + 1,), -math.log(N_CYCLE))).backward()
+    assert sampled.unk_id is not None and sampled.unk_id.grad is not None  # the sampled loss has it too
+    assert torch.count_nonzero(sampled.unk_id.grad) > 0
     for bad in ({"text_loss": 0.5}, {"text_loss": 0.5, "id_dropout": 0.3, "text_dim": 0}):
         with pytest.raises(ValueError, match="text_loss needs id_dropout"):
             tiny(**bad)
