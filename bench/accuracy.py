@@ -87,7 +87,7 @@ COLD_CANDIDATES: list[dict[str, Any]] = [
     {"id_dropout": 0.5, "text_loss": 0.5},
     {"id_dropout": 0.5, "text_loss": 1.0},
 ]
-# A third figure serves the main model's lists with one new-item slot, as the server does with
+# The check also serves that model's lists with one new-item slot, as the server does with
 # `[policy] new_item_slots = 1` (`serve.recommender.with_new_slots`): the top 9 by score, then the
 # best-scored held-out item. Fixed, not tuned: how much room new items get is a product choice. The
 # slot alone lifts a random list to about 1.8x random ranking (reported as random_new_slot_hr@10).
@@ -354,7 +354,7 @@ def cold_start(
     for split, net in zip(splits.values(), nets[best], strict=True):
         users = np.flatnonzero(np.isin(split.test, split.cold_items))
         inputs = split.test_inputs()
-        # the served blend: the rules never saw a held-out item, so its own (text) score decides
+        # the served blend: the rules never saw a held-out item, so they can only push it down
         params, weight, _ = choose_blend(split, net)
         both, _ = served_blend(split, net, {"blend_params": params, "blend_weight": weight})
         hr_blend.append(evaluate(both, inputs, split.test, split.n_items, subset=users)["hr@10"])
