@@ -38,7 +38,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -330,15 +330,15 @@ def cold_start(
 ) -> dict[str, Any]:
     """Hold out `frac` of items from training entirely; HR@10 on test users whose target is one, for
     the candidate (``model`` with overrides) with the best mean held-out-item validation MRR."""
-    splits = {seed: leave_one_out(seqs, min_len=5, cold_fraction=frac, seed=seed) for seed in seeds}
+    splits = {seed: cold_split(seqs, frac, seed) for seed in seeds}
     trials: list[dict[str, Any]] = []
     nets: list[list[Any]] = []  # per trial, per seed
     for overrides in candidates:
         runs, trial_nets = [], []
-        for seed, split in splits.items():
-            log(f"cold start {overrides} seed {seed}: {len(split.cold_items)} held-out items")
-            _, net = run_transformer(split, text, {**model, **overrides}, seed, threads, with_blend=False)
-            runs.append({"seed": seed, **cold_figures(split, net)})
+        for seed, cs in splits.items():
+            log(f"cold start {overrides} seed {seed}: {len(cs.split.cold_items)} held-out items")
+            _, net = run_transformer(cs.split, text, {**model, **overrides}, seed, threads, with_blend=False)
+            runs.append({"seed": seed, **cold_figures(cs, net)})
             trial_nets.append(net)
             log(f"  {json.dumps({k: round(v, 4) for k, v in runs[-1].items()})}")
         trials.append(
@@ -351,9 +351,7 @@ def cold_start(
     hr_blend: list[float] = []
     rnd: list[float] = []
     slot: dict[str, list[float]] = {}  # the chosen model's lists with a new-item slot, per seed
-    for split, net in zip(splits.values(), nets[best], strict=True):
-        users = np.flatnonzero(np.isin(split.test, split.cold_items))
-        inputs = split.test_inputs()
+    for (split, _, inputs, users), net in zip(splits.values(), nets[best], strict=True):
         # the served blend: the rules never saw a held-out item, so they can only push it down
         params, weight, _ = choose_blend(split, net)
         both, _ = served_blend(split, net, {"blend_params": params, "blend_weight": weight})
@@ -387,22 +385,36 @@ def cold_start(
     }
 
 
-def cold_figures(split: LeaveOneOut, net: Any) -> dict[str, float]:
+class ColdSplit(NamedTuple):
+    """A split with held-out items and what every candidate trained on it is read on."""
+
+    split: LeaveOneOut
+    val_cases: tuple[list[np.ndarray], np.ndarray]  # `LeaveOneOut.cold_val`: inputs, (C,) targets
+    inputs: list[np.ndarray]  # test inputs, per user
+    users: np.ndarray  # (U',) the users whose test target is held out
+
+
+def cold_split(seqs: Sequences, frac: float, seed: int) -> ColdSplit:
+    split = leave_one_out(seqs, min_len=5, cold_fraction=frac, seed=seed)
+    users = np.flatnonzero(np.isin(split.test, split.cold_items))
+    return ColdSplit(split, split.cold_val(), split.test_inputs(), users)
+
+
+def cold_figures(cs: ColdSplit, net: Any) -> dict[str, float]:
     """One cold-split model's validation figures (what the choice reads) and its test HR@10 on the
     users whose test target is held out (the figure)."""
+    split, (cold_inputs, cold_targets), users = cs.split, cs.val_cases, cs.users
     score = scorer(net)
     val_ranks = rank_on({"": score}, split, "val")[""].ranks
     val_users = np.flatnonzero(np.isin(split.val, split.cold_items))
-    cold_inputs, cold_targets = split.cold_val()
     cold = evaluate(score, cold_inputs, cold_targets, split.n_items)
-    users = np.flatnonzero(np.isin(split.test, split.cold_items))
     return {
         "val_cold_mrr": cold["mrr"],
         "val_cold_hr@10": cold["hr@10"],
         "val_cold_cases": float(len(cold_targets)),
         "val_target_cold_mrr": ranking_metrics(val_ranks[val_users])["mrr"],  # the few held-out val targets
         "val_ndcg@10": ranking_metrics(val_ranks)["ndcg@10"],  # everyone: what the cold setting costs
-        "hr@10": evaluate(score, split.test_inputs(), split.test, split.n_items, subset=users)["hr@10"],
+        "hr@10": evaluate(score, cs.inputs, split.test, split.n_items, subset=users)["hr@10"],
         "test_users": float(len(users)),
     }
 
