@@ -42,8 +42,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from liverec.core.metrics import Ranked, bootstrap_interval, evaluate, ndcg_per_user, ranking_metrics
+from liverec.core.split import LeaveOneOut, Sequences, cold_mask, leave_one_out, sequences_from_events
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import Ranked, evaluate, ndcg_per_user, ranking_metrics
 from liverec.evaluate.offline import (
     ALS_GRID,
     ITEMKNN_GRID,
@@ -53,8 +54,6 @@ from liverec.evaluate.offline import (
     test_ranked,
     tune,
 )
-from liverec.evaluate.ope import bootstrap_interval
-from liverec.evaluate.split import LeaveOneOut, Sequences, cold_mask, leave_one_out, sequences_from_events
 from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
 from liverec.model.rules import SequentialRules, blend
 from liverec.model.text import TextEncoder

@@ -90,7 +90,7 @@ def parse_args() -> argparse.Namespace:
 
 def setup(root: Path, args: argparse.Namespace, world: World, env: dict[str, str]) -> dict[str, Any]:
     """Store with catalog + history, v1 trained by `liverec train`, then the backlog appended."""
-    from liverec.events.schema import Event, Item
+    from liverec.core.schema import Event, Item
     from liverec.store import open_store
 
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ from _load import (
 )
 from _server import live_server, server_cpu_s, server_cpu_since
 from _world import World, batch_bodies
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.store import open_store
 
 EVENTS = TypeAdapter(list[Event])

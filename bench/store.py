@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from liverec.events.schema import Event, EventContext, EventType
+from liverec.core.schema import Event, EventContext, EventType
 from liverec.store import open_store
 
 

@@ -16,6 +16,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import torch
+
+# Shared fixtures and helpers: the tiny trained world (support/world.py) and the HTTP API (support/api.py).
+pytest_plugins = ["support.world", "support.api"]
 
 PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
 PG_USERS = ("root", "postgres")
@@ -113,3 +117,17 @@ def redis_store_url(redis_url: str) -> Iterator[str]:
     for at in range(0, len(keys), 1000):
         client.delete(*keys[at : at + 1000])
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The developer's LIVEREC_* variables must not leak in; the text encoder stays offline; torch runs
+    on one thread (tiny models are fastest so on a shared CPU), restored afterwards."""
+    for name in list(os.environ):
+        if name.startswith("LIVEREC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from liverec.settings import DEFAULT_DATA_DIR, Settings, load_settings
-
-
-@pytest.fixture(autouse=True)
-def _no_liverec_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LIVEREC_"):
-            monkeypatch.delenv(name)
 
 
 def write(path: Path, text: str) -> Path:

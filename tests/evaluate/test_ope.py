@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from liverec.cli.common import app
+from liverec.core.schema import Event, EventContext, EventType
 from liverec.evaluate.ope import (
     bootstrap_interval,
     estimate_all,
@@ -19,7 +20,6 @@ from liverec.evaluate.ope import (
     logged_report,
 )
 from liverec.events.join import join_events
-from liverec.events.schema import Event, EventContext, EventType
 from liverec.store import open_store
 
 # 4 rounds, 2 actions, one position. The evaluation policy plays action 0 w.p. 0.8 everywhere.

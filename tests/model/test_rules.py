@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liverec.events.state import Interaction
+from liverec.core.state import Interaction
 from liverec.model.rules import SequentialRules, blend
 
 

@@ -10,17 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from liverec.events.schema import EventType
-from liverec.events.state import UserState
-from liverec.model.features import gap_buckets as time_gap_buckets
+from liverec.core.catalog import Catalog
+from liverec.core.features import gap_buckets as time_gap_buckets
+from liverec.core.schema import EventType
+from liverec.core.state import UserState
 from liverec.model.popularity import PopularityCooc
 from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import Dropout, SASRec, TransformerConfig
-from liverec.store.catalog import Catalog
 from liverec.trainer.offline import TrainConfig, train
-
-from .conftest import GENRES, NEW_TEXT, PER_GENRE, Trained, rows_of
+from support.world import GENRES, NEW_TEXT, PER_GENRE, Trained, rows_of
 
 
 def tiny(**kw: object) -> SASRec:
@@ -340,7 +339,7 @@ def test_event_types_are_trained_offline_and_read_when_serving() -> None:
     """With ``event_types``, offline training (`train` on `Seq`s carrying types) learns a pattern that
     depends only on the event type (after a click comes i + 1, after a purchase i + 2), and the served
     model reads the types from the user's live state to predict it."""
-    from liverec.model.features import EVENT_TYPE_IDS, Seq
+    from liverec.core.features import EVENT_TYPE_IDS, Seq
     from liverec.trainer.offline import TrainConfig, train
 
     n = 8

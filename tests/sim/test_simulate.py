@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from liverec.cli import app
-from liverec.events.schema import EventType
+from liverec.core.schema import EventType
 from liverec.serve.engine import Engine
 from liverec.sim.report import SimResult
 from liverec.sim.simulate import T0, MemoEncoder, SimConfig, simulate
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("LIVEREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

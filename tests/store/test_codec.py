@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from liverec.events.schema import (
+from liverec.core.schema import (
     NEEDS_VALUE,
     NO_CONTEXT,
     Event,

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store import EventStore, embedding_key, open_store
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
@@ -362,7 +362,7 @@ def test_threads_append_while_a_reader_follows(store: EventStore) -> None:
 
 WRITER = """
 import json, sys
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.store import open_store
 url, tag, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 out = []

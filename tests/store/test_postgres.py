@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from liverec.events.schema import Event, Item
+from liverec.core.schema import Event, Item
 from liverec.store import StoreError, open_store
 from liverec.store.postgres import PostgresEventStore, split_url
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 
-from liverec.events.schema import Event, Item
+from liverec.core.schema import Event, Item
 from liverec.store import StoreError, open_store
 from liverec.store.redis import RedisEventStore
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.store import StoreError, open_store
 from liverec.store.sqlite import SQLiteEventStore
 

@@ -1,5 +1,5 @@
-"""Fixtures for the online-trainer tests: the tiny world and trained SASRec of the model tests (reused
-by import), on a real SQLite store and a real registry in a tmp dir.
+"""Fixtures for the online-trainer tests: the tiny world and trained SASRec of `support.world`, on a
+real SQLite store and a real registry in a tmp dir.
 
 A `Rig` is one data dir: the store holds the catalog (text cached) and the world's history (what
 v1 was trained on), the registry has v1 live with ``trainer_offset`` = the end of that history, so
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from liverec.events.schema import Event, EventType
+from liverec.core.schema import Event, EventType
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec
 from liverec.registry.registry import ModelRegistry
@@ -29,8 +29,7 @@ from liverec.store.base import EventStore
 from liverec.trainer.filters import FilterConfig
 from liverec.trainer.follow import Follower, GateConfig
 from liverec.trainer.online import OnlineConfig
-from model import conftest as _world
-from model.conftest import (
+from support.world import (
     T0,
     Trained,
     fill_store,
@@ -39,12 +38,6 @@ from model.conftest import (
     walks,
     world_items,
 )
-
-# the model tests' fixtures (clean env, the MiniLM encoder, the trained tiny SASRec), registered here
-_clean_env = _world._clean_env
-encoder = _world.encoder
-item_vectors = _world.item_vectors
-trained = _world.trained
 
 N_USERS = 300  # the users v1 was trained on: u0 .. u299
 STREAM_T0 = T0 + 3_600.0  # streamed events start an hour after the history

@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
-from liverec.events.rewards import Rewards
-from liverec.events.schema import Event, EventType
+from liverec.core.rewards import Rewards
+from liverec.core.schema import Event, EventType
 from liverec.registry.registry import RegistryError
 from liverec.store import open_store
 from liverec.trainer.filters import EventFilter
-from model.conftest import ITEM_IDS
+from support.world import ITEM_IDS
 
 from .conftest import N_USERS, STREAM_T0, Rig, click, last_items, next_item
 

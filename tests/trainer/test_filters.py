@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from liverec.events.schema import Event, EventType
+from liverec.core.schema import Event, EventType
 from liverec.trainer.filters import EventFilter, FilterConfig
 
 T = 1_700_000_000.0

@@ -19,7 +19,7 @@ from liverec.serve.app import create_app
 from liverec.serve.engine import Engine
 from liverec.trainer.filters import FilterConfig
 from liverec.trainer.follow import Decision, Follower
-from model.conftest import same_weights, start_engine, wait_until
+from support.world import same_weights, start_engine, wait_until
 
 from .conftest import GATE, ONLINE, PAGE, Rig, click, max_abs, stream, weights
 

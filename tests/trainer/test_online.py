@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from liverec.events.schema import Event, EventType, Item, StoredEvent
-from liverec.model.features import gap_buckets
+from liverec.core.features import gap_buckets
+from liverec.core.schema import Event, EventType, Item, StoredEvent
 from liverec.model.text import TextEncoder
 from liverec.trainer.online import OnlineLearner, Track, pad_moments
 from liverec.trainer.replay import ReplayBuffer
-from model.conftest import NEW_TEXT, T0, same_weights
+from support.world import NEW_TEXT, T0, same_weights
 
 from .conftest import (
     ONLINE,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.model.text import TextEncoder
 from liverec.serve.engine import Engine
 from liverec.trainer.filters import FilterConfig

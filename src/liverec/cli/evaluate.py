@@ -47,9 +47,9 @@ def offline(
 ) -> None:
     """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage, and NDCG@10's 95%
     bootstrap interval over the users ("ndcg@10_ci95"): a table on stderr, one JSON object on stdout."""
+    from liverec.core.split import leave_one_out, sequences_from_events
     from liverec.evaluate.offline import baselines as run_baselines
     from liverec.evaluate.offline import rank_snapshot_all, sequences_from_store, served_rules, with_interval
-    from liverec.evaluate.split import leave_one_out, sequences_from_events
     from liverec.registry.registry import ModelRegistry, RegistryError
 
     settings = settings_from(config, store)
@@ -102,9 +102,9 @@ def prequential(
 ) -> None:
     """Replay a log in time order: train offline on the first part, stream the rest test-then-train,
     comparing the online-updated Transformer, the frozen one and online popularity."""
+    from liverec.core.split import sequences_from_events
     from liverec.evaluate.plots import plot_windows
     from liverec.evaluate.prequential import prequential as run
-    from liverec.evaluate.split import sequences_from_events
     from liverec.model.text import TextEncoder
     from liverec.trainer.configs import from_table
     from liverec.trainer.offline import train_config

@@ -30,7 +30,7 @@ def train(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Train offline: validation = each user's second-to-last interaction, test = the last."""
-    from liverec.evaluate.metrics import evaluate
+    from liverec.core.metrics import evaluate
     from liverec.evaluate.offline import evaluate_snapshot, split_from_store
     from liverec.model.text import TextEncoder
     from liverec.registry.registry import ModelRegistry, RegistryError

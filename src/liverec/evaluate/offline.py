@@ -10,16 +10,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from liverec.core.catalog import Catalog
+from liverec.core.metrics import LastBatch, Ranked, Scorer, evaluate, rank_many
+from liverec.core.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.evaluate.baselines import ALS, ItemKNN, Popularity
-from liverec.evaluate.metrics import LastBatch, Ranked, Scorer, evaluate, rank_many
-from liverec.evaluate.split import LeaveOneOut, Sequences, leave_one_out, sequences_from_events
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules, blend
 from liverec.model.sequential import SequentialModel
 from liverec.registry.registry import Snapshot
 from liverec.settings import RulesSettings
 from liverec.store.base import EventStore
-from liverec.store.catalog import Catalog
 
 Log = Callable[[str], None]
 

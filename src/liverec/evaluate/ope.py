@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from liverec.core.metrics import bootstrap_interval
 from liverec.events.join import JoinedImpression
 
 ESTIMATORS = ("ipw", "snipw", "dm", "dr")
 NEEDS_MODEL = frozenset({"dm", "dr"})
-_CHUNK_CELLS = 2_000_000  # bootstrap indices drawn per chunk (16 MB of int64)
 
 
 @dataclass(frozen=True)
@@ -135,40 +135,6 @@ def _value(terms: np.ndarray, weights: np.ndarray | None) -> float:
     if weights is None:
         return float(terms.mean())
     return float(terms.sum() / weights.sum())
-
-
-def bootstrap_interval(
-    terms: np.ndarray,
-    weights: np.ndarray | None = None,
-    alpha: float = 0.05,
-    n_bootstrap_samples: int = 10_000,
-    random_state: int | None = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap (1 - alpha) interval of mean(terms), or of sum(terms) / sum(weights).
-
-    Resamples rounds with replacement; draw b is ``RandomState(seed).randint(0, n, n)`` in order,
-    the same stream as obp's ``random_.choice(samples, size=n)`` loop.
-    """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if n_bootstrap_samples < 1:
-        raise ValueError("n_bootstrap_samples must be >= 1")
-    n = len(terms)
-    if n == 0:
-        raise ValueError("no rounds to bootstrap")
-    rng = np.random.RandomState(random_state)
-    stats = np.empty(n_bootstrap_samples)
-    chunk = max(1, _CHUNK_CELLS // n)
-    for start in range(0, n_bootstrap_samples, chunk):
-        rows = min(chunk, n_bootstrap_samples - start)
-        idx = rng.randint(0, n, size=(rows, n))
-        if weights is None:
-            stats[start : start + rows] = terms[idx].mean(axis=1)
-        else:
-            stats[start : start + rows] = terms[idx].sum(axis=1) / weights[idx].sum(axis=1)
-    low = float(np.percentile(stats, 100 * (alpha / 2)))
-    high = float(np.percentile(stats, 100 * (1.0 - alpha / 2)))
-    return low, high
 
 
 def estimate_policy_value(estimator: str, **inputs: Any) -> float:

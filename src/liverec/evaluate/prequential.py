@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from liverec.evaluate.split import leave_one_out, sequences_from_events
+from liverec.core.features import event_type_id
+from liverec.core.rewards import Rewards
+from liverec.core.schema import EventType, StoredEvent
+from liverec.core.split import leave_one_out, sequences_from_events
 from liverec.events.datasets import Dataset
-from liverec.events.rewards import Rewards
-from liverec.events.schema import EventType, StoredEvent
-from liverec.model.features import event_type_id
 from liverec.trainer.offline import TrainConfig, fit_transformer
 from liverec.trainer.online import OnlineConfig, OnlineLearner
 

@@ -1,6 +1,2 @@
-"""What users did: the event schema, rewards, and the live per-user state derived from events."""
-
-from liverec.events.rewards import Rewards, is_positive, reward
-from liverec.events.schema import Event, EventContext, EventType, Item, StoredEvent
-
-__all__ = ["Event", "EventContext", "EventType", "Item", "Rewards", "StoredEvent", "is_positive", "reward"]
+"""Where events come from and what they earn: dataset readers and the reward join (impressions to
+the feedback that followed them). The event schema itself is in `liverec.core.schema`."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from liverec.events.schema import Event, EventType, Item
+from liverec.core.schema import Event, EventType, Item
 
 
 class DatasetError(ValueError):

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from liverec.events.rewards import Rewards
-from liverec.events.schema import Event, EventType, StoredEvent
+from liverec.core.rewards import Rewards
+from liverec.core.schema import Event, EventType, StoredEvent
 from liverec.policy.base import Feedback
 from liverec.settings import Settings
 from liverec.store.base import EventStore

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from liverec.events.state import Interaction, UserState
+from liverec.core.state import Interaction, UserState
 
 
 class Model(ABC):

@@ -13,7 +13,7 @@ from itertools import chain, islice
 
 import numpy as np
 
-from liverec.events.state import Interaction, UserState
+from liverec.core.state import Interaction, UserState
 from liverec.model.base import Model
 from liverec.settings import PopularitySettings
 

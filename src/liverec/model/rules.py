@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from liverec.events.state import Interaction
+from liverec.core.state import Interaction
 
 
 @dataclass

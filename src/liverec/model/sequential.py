@@ -11,21 +11,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from itertools import islice
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from liverec.events.state import UserState
+from liverec.core.catalog import Catalog
+from liverec.core.features import Seq
+from liverec.core.state import UserState
+from liverec.core.vocab import Vocab
 from liverec.model.base import Model
-from liverec.model.features import Seq
+from liverec.model.inputs import Inputs, model_inputs
 from liverec.model.rules import SequentialRules
 from liverec.model.transformer import SASRec
-from liverec.model.vocab import Vocab
-from liverec.store.catalog import Catalog
-
-if TYPE_CHECKING:
-    from liverec.trainer.offline import Inputs
 
 
 class SequentialModel(Model):
@@ -116,8 +113,6 @@ class SequentialModel(Model):
 
     def _encode(self, seqs: list[np.ndarray]) -> Inputs:
         """Catalog-row sequences -> left-padded model inputs (indices via the catalog alignment)."""
-        from liverec.trainer.offline import model_inputs  # local: the trainer imports model modules
-
         to_model = self._to_model
         mapped = []
         for s in seqs:

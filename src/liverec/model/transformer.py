@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liverec.events.schema import EventType
-from liverec.model.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
+from liverec.core.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
+from liverec.core.schema import EventType
 from liverec.model.softmax import full_softmax_xent, masked_logits
 
 
@@ -259,7 +259,7 @@ class SASRec(nn.Module):
     ) -> Tensor:
         """Hidden states (B, T, D) float32 for left-padded item indices ``seq`` (B, T) int64
         (0 = padding); ``types`` (B, T) int64 event-type ids, ``gaps`` (B, T) int64 time-gap buckets
-        (see `model.features`), left-padded like ``seq``; ignored unless the config enables them.
+        (see `core.features`), left-padded like ``seq``; ignored unless the config enables them.
         ``last``: only the newest position's state, (B, 1, D) (what serving and online steps need;
         the last block then skips the other positions' queries and MLP)."""
         T = seq.shape[1]

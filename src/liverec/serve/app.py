@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from liverec.events.schema import Event, Item, ItemIn
+from liverec.core.schema import Event, Item, ItemIn
 from liverec.serve.engine import Engine
 from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics

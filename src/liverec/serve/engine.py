@@ -13,10 +13,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from liverec.core.catalog import Catalog
+from liverec.core.rewards import Rewards
+from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
+from liverec.core.state import LiveState
 from liverec.events.join import JoinConfig, RewardJoiner
-from liverec.events.rewards import Rewards
-from liverec.events.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
-from liverec.events.state import LiveState
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules
@@ -28,7 +29,6 @@ from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
 from liverec.settings import Settings
 from liverec.store import AppendResult, EventStore, open_store
-from liverec.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from liverec.core.catalog import Catalog
+from liverec.core.schema import StoredEvent
 from liverec.events.join import JoinedImpression, RewardJoiner
-from liverec.events.schema import StoredEvent
 from liverec.policy.base import Feedback, Policy
 from liverec.serve.recommender import Recommendation
-from liverec.store.catalog import Catalog
 
 
 def learns(policy: Policy) -> bool:

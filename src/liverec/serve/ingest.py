@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.serve.engine import Engine
 from liverec.store import AppendResult
 

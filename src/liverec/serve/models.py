@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from liverec.core.catalog import Catalog
 from liverec.model.base import Model
 from liverec.model.rules import SequentialRules
 from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
 from liverec.registry.registry import ModelRegistry, RegistryError
 from liverec.store.base import EventStore
-from liverec.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from liverec.events.state import LiveState
+from liverec.core.catalog import Catalog
+from liverec.core.state import LiveState
 from liverec.model.base import Model
 from liverec.policy.base import Greedy, Policy, Slate
-from liverec.store.catalog import Catalog
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 
 
 class ErrorDetail(BaseModel):

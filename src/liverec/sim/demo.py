@@ -222,7 +222,7 @@ def encode_catalog(store_url: str, world: World) -> float:
     """Encode the catalog's text into the store's embedding cache before any traffic (as an item
     pipeline would at upload), so that `liverec train` in the middle of the run only trains.
     Returns the seconds it took."""
-    from liverec.events.schema import Item
+    from liverec.core.schema import Item
     from liverec.model.text import TextEncoder
     from liverec.store import open_store
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.sim.world import Response
 
 FEEDBACK_DELAY_S = 0.01  # event time between a slate and each piece of feedback on it

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from liverec.core.catalog import Catalog
 from liverec.policy.base import Policy, Slate, check_inputs, make_slate, top_k
 from liverec.sim.world import World
-from liverec.store.catalog import Catalog
 
 
 class UniformRandom(Policy):

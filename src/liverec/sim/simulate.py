@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from liverec.events.rewards import Rewards
-from liverec.events.schema import Event, EventContext, EventType, Item
+from liverec.core.rewards import Rewards
+from liverec.core.schema import Event, EventContext, EventType, Item
 from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import POLICIES, make_policy, policy_params

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.core.schema import Event, Item, StoredEvent
 
 
 class StoreError(RuntimeError):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from liverec.events.schema import (
+from liverec.core.schema import (
     NO_CONTEXT,
     Event,
     EventType,

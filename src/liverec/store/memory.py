@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store.base import AppendResult, EventStore, StoreStats, dedupe_batch
 from liverec.store.codec import stub_item
 

@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
 from liverec.store.codec import event_row, item_from_row, item_row, stored_event, vector_bytes, vector_from
 

@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from liverec.events.schema import Event, Item, StoredEvent
+from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
 from liverec.store.codec import event_row, stored_event, vector_bytes, vector_from
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liverec.events.schema import Event, Item, StoredEvent, stored_events
+from liverec.core.schema import Event, Item, StoredEvent, stored_events
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
 from liverec.store.codec import (
     event_row,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from liverec.events.schema import Event, EventType
+from liverec.core.schema import Event, EventType
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liverec.events.schema import EventType, StoredEvent
+from liverec.core.schema import EventType, StoredEvent
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry, RegistryError

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from liverec.events.rewards import Rewards
-from liverec.events.schema import EventType, StoredEvent
-from liverec.model.features import event_type_id, gap_bucket
+from liverec.core.features import event_type_id, gap_bucket
+from liverec.core.rewards import Rewards
+from liverec.core.schema import EventType, StoredEvent
+from liverec.core.vocab import Vocab
 from liverec.model.transformer import SASRec
-from liverec.model.vocab import Vocab
 from liverec.settings import RewardWeights
 from liverec.trainer.filters import EventFilter
 from liverec.trainer.replay import ReplayBuffer

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from liverec.events.schema import Event
+from liverec.core.schema import Event
 from liverec.serve.deps import IngestDep, MetricsDep, SettingsDep, read_json
 from liverec.serve.schemas import EventsAccepted, responses
 from liverec.store.base import StoreError

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from liverec.events.schema import Item, ItemIn
+from liverec.core.schema import Item, ItemIn
 from liverec.serve.deps import EngineDep, SettingsDep, read_json
 from liverec.serve.engine import Engine
 from liverec.serve.schemas import ItemsUpserted, ItemUpserted, RecommendedItem, SimilarOut, responses
