@@ -24,8 +24,8 @@ chosen on validation with the early-stopped model, then the rules are counted on
 and added to the refit. The cold-start check holds 10% of items out of training and trains MODEL with
 each of `COLD_CANDIDATES`' overrides (`--cold-candidates`); the one with the best held-out-item
 validation MRR (`LeaveOneOut.cold_val`) is its Transformer, read early-stopped on the test users whose
-target is held out (`transformer_hr@10`; `transformer_cold_tuned_hr@10` is the same figure, its name
-from before stop 22). Each candidate's figures, and what it costs on the whole validation set, are in
+target is held out (`transformer_hr@10`; `transformer_cold_tuned_hr@10` is the same figure, under an
+older name). Each candidate's figures, and what it costs on the whole validation set, are in
 "candidates". `transformer_new_slot_hr@10` serves that model's lists with one new-item slot, next to a
 random list with the same slot and what the slot costs the other users.
 """
@@ -63,14 +63,14 @@ from liverec.settings import RulesSettings
 from liverec.store import open_store
 from liverec.trainer.offline import EpochLog, TrainConfig, fit_transformer, refit_transformer, scorer
 
-# Chosen on validation NDCG@10 on ml-100k, seed 0 (search log in bench/README.md). Training stops
+# Chosen on validation NDCG@10 on ml-100k, seed 0 (the searches: `git log bench/accuracy.py`). Training stops
 # at 290 s whatever the epoch (the issue's budget is 5 minutes of wall time), and the cosine
 # schedule decays to zero by then: batches of 64 at lr 1e-3 gave the best validation score inside
 # the budget (0.1150, against 0.1109 for the earlier 128 at a constant 2e-3).
 # Three layers over the newest 100 items, not two over 200: validation 0.1188 against 0.1163 (seeds
 # 0-2, `--tune --candidates '{"n_layers": 3, "max_len": 100}' --tune-seeds 0 1 2`; paired over users
 # -0.0026 to +0.0076, a lead, not a proof), with epochs ~30% cheaper, so the 80-epoch cosine ends
-# before the 290 s cap on the 2-core VM (bench/README.md, stop 21).
+# before the 290 s cap on the 2-core VM.
 MODEL = {"d_model": 64, "n_layers": 3, "n_heads": 2, "dropout": 0.5, "max_len": 100}
 # The cold-start check's Transformer is MODEL with one of these overrides, the one with the best mean
 # MRR, over seeds, on the held-out-item validation cases (`LeaveOneOut.cold_val`: ~900 per seed, each
@@ -78,7 +78,7 @@ MODEL = {"d_model": 64, "n_layers": 3, "n_heads": 2, "dropout": 0.5, "max_len": 
 # `id_dropout` alone swaps ids for the unknown-item one inside the main loss, so it trades warm accuracy
 # for cold; `text_loss` moves that to a second, weighted loss (`TransformerConfig.text_loss`). The
 # cost on the whole validation set is reported next to each (val_ndcg@10); the accuracy table never
-# uses these models. 0.1 alone was the check's fixed setting until stop 22 (bench/README.md).
+# uses these models. 0.1 alone was the check's earlier fixed setting.
 COLD_CANDIDATES: list[dict[str, Any]] = [
     {"id_dropout": 0.1},
     {"id_dropout": 0.4},
@@ -94,7 +94,7 @@ NEW_SLOTS = 1
 TRAIN = {
     # the cosine spans 80 epochs, or the 290 s if those run out first (a slower machine): validation
     # 0.1177 against 0.1175 for 200 (seeds 0-2, `--tune --candidates '{"epochs": 80}'`; a tie that the
-    # highest-mean rule decides; 60 epochs: 0.1165; bench/README.md, stop 19)
+    # highest-mean rule decides; 60 epochs: 0.1165)
     "epochs": 80,
     "batch_size": 64,
     "lr": 1e-3,
@@ -103,11 +103,11 @@ TRAIN = {
     "max_seconds": 290.0,
     # ml-100k logs half of all neighbouring ratings in the same second, in random file order: a fresh
     # order of each tie every epoch gave validation 0.1126 / 0.1087 / 0.1105 against 0.1086 / 0.1066 /
-    # 0.1075 (seeds 0-2, one thread each; bench/README.md)
+    # 0.1075 (seeds 0-2, one thread each)
     "shuffle_ties": True,
     # a quarter of the histories also trained back to front each epoch: validation 0.1178 against
     # 0.1148 (seeds 0-2, `--tune --candidates '{"reverse": 0.25}'`; paired over users -0.0043 to
-    # +0.0101, a lead, not a proof; bench/README.md, stop 18)
+    # +0.0101, a lead, not a proof)
     "reverse": 0.25,
 }
 # The served blend: Transformer logits + weight * log(sequential-rules counts + eps). Its rules
@@ -365,7 +365,7 @@ def cold_start(
     return {
         "transformer_hr@10": hr,
         "transformer+rules_hr@10": float(np.mean(hr_blend)),
-        "transformer_cold_tuned_hr@10": hr,  # the same model since stop 22 (kept for older readers)
+        "transformer_cold_tuned_hr@10": hr,  # the same model (the key is kept for older readers)
         "random_hr@10": random_hr,
         "ratio": hr / random_hr,
         "ratio_with_rules": float(np.mean(hr_blend)) / random_hr,

@@ -14,6 +14,7 @@ import torch
 from liverec.core.features import gap_buckets
 from liverec.core.schema import Event, EventType, Item, StoredEvent
 from liverec.model.text import TextEncoder
+from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.trainer.online import OnlineLearner, Track, pad_moments
 from liverec.trainer.replay import ReplayBuffer
 from support.world import NEW_TEXT, T0, same_weights
@@ -382,3 +383,22 @@ def test_restored_adam_moments_are_padded_for_rows_the_parameter_gained() -> Non
         assert torch.equal(moment[:3], saved["state"][0][key]) and not moment[3:].any()
     big.sum().backward()
     opt.step()  # without the padding, the foreach update fails on mismatched shapes
+
+
+def test_rank_is_a_full_ranking_without_padding_or_the_users_earlier_items() -> None:
+    """`OnlineLearner.rank` (the prequential evaluation's and the gate's ranking) against a count done
+    here: the items other than the target, not yet seen, that score at least as high."""
+    n = 12
+    net = SASRec(TransformerConfig(n_items=n, text_dim=0, d_model=8, n_layers=1, n_heads=1, max_len=8))
+    lrn = OnlineLearner(net, [f"i{k}" for k in range(n)])
+    rng = np.random.default_rng(0)
+    windows = np.zeros((6, 3, 8), np.int32)
+    windows[:, 0, -3:] = rng.integers(1, n + 1, (6, 3))
+    targets = rng.integers(1, n + 1, 6)
+    seen = [np.unique(np.append(rng.integers(1, n + 1, 4), t)) for t in targets]  # the target too
+    got = lrn.rank(lrn.ema, windows, targets, seen)
+    scores = lrn.scores(lrn.ema, windows)
+    for b, t in enumerate(targets):
+        others = [i for i in range(1, n + 1) if i != t and i not in seen[b]]
+        assert got[b] == sum(scores[b, i] >= scores[b, t] for i in others)
+    assert got.max() > 0

@@ -15,6 +15,7 @@ import numpy as np
 from liverec.core.features import Seq, event_type_id
 from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventType, Item
+from liverec.core.sequence import Engagements
 from liverec.core.vocab import Vocab
 from liverec.settings import RewardWeights
 
@@ -48,33 +49,29 @@ def sequences_from_events(
     rewards: RewardWeights | None = None,
     min_len: int = 1,
 ) -> Sequences:
-    """Group positive events by user, in (timestamp, log order); consecutive positives on one item
-    (click, then add-to-cart, then purchase) are one position. Items with metadata come first in
-    the vocabulary (catalog order); ids only seen in events follow in order of first appearance."""
+    """Group positive events by user, in (timestamp, log order), one position per engagement
+    (`core.sequence`). Items with metadata come first in the vocabulary (catalog order); ids only
+    seen in events follow in order of first appearance."""
     reward = Rewards(rewards)
     vocab = Vocab(i.item_id for i in items)
     order = sorted(range(len(events)), key=lambda k: events[k].timestamp)  # stable: ties keep log order
-    by_user: dict[str, tuple[list[int], list[float], list[int]]] = {}
+    by_user: dict[str, Engagements] = {}
     for k in order:
         ev = events[k]
         if ev.type is EventType.impression or reward(ev) <= 0:
             continue
-        rows, times, types = by_user.setdefault(ev.user_id, ([], [], []))
-        row = vocab.add(ev.item_id)
-        if rows and rows[-1] == row:  # click, cart, purchase of one item: one position, last type
-            types[-1] = event_type_id(ev.type, ev.value)
-            continue
-        rows.append(row)
-        times.append(ev.timestamp)
-        types.append(event_type_id(ev.type, ev.value))
-    users = [u for u, (rows, _, _) in by_user.items() if len(rows) >= min_len]
+        seq = by_user.get(ev.user_id)
+        if seq is None:
+            seq = by_user[ev.user_id] = Engagements.bounded(None)
+        seq.add(vocab.add(ev.item_id), ev.timestamp, event_type_id(ev.type, ev.value))
+    users = [u for u, seq in by_user.items() if len(seq.items) >= min_len]
     return Sequences(
         users=users,
-        items=[np.asarray(by_user[u][0], dtype=np.int64) for u in users],
-        times=[np.asarray(by_user[u][1], dtype=np.float64) for u in users],
+        items=[np.asarray(by_user[u].items, dtype=np.int64) for u in users],
+        times=[np.asarray(by_user[u].times, dtype=np.float64) for u in users],
         vocab=vocab,
         texts={i.item_id: i.content() for i in items},
-        types=[np.asarray(by_user[u][2], dtype=np.int64) for u in users],
+        types=[np.asarray(by_user[u].types, dtype=np.int64) for u in users],
     )
 
 

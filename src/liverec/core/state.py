@@ -1,9 +1,5 @@
-"""Live per-user state: the last N positive interactions and the set of items seen.
-
-Consecutive positives on one item (click, add-to-cart, purchase) are one engagement: one position
-in the sequence, with the deepest event's type. Training sequences are built the same way
-(`core.split.sequences_from_events`, `trainer.online.Track`), so the model never learns to
-predict the item just engaged with, which serving excludes anyway.
+"""Live per-user state: the last N engagements (`core.sequence`: repeated positives on one item are
+one position) and the set of items seen.
 
 Updated in the same request that appends the event (so the next recommendation reads it) and
 rebuilt from the log on start. `apply` turns stored events into `Interaction`s that models learn
@@ -15,22 +11,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from liverec.core.catalog import Catalog
 from liverec.core.features import event_type_id
 from liverec.core.rewards import Rewards
 from liverec.core.schema import NEEDS_VALUE, Event, EventType, StoredEvent
+from liverec.core.sequence import Engagements
 from liverec.settings import RewardWeights
-
-if TYPE_CHECKING:
-    from liverec.core.catalog import Catalog
 
 
 @dataclass(slots=True)
-class UserState:
-    items: deque[int]  # rows of positive interactions, oldest first
-    times: deque[float]  # their timestamps (epoch s)
-    types: deque[int] = field(default_factory=deque)  # their event-type ids (`core.features`)
+class UserState(Engagements):
+    """A user's engagements as catalog rows (`Engagements`), and every row they touched."""
+
     seen: set[int] = field(default_factory=set)  # rows the user interacted with in any way but impression
     last_offset: int = 0
 
@@ -75,8 +69,7 @@ class LiveState:
         st = self.users.get(user_id)
         if st is None:
             n = self.max_sequence
-            st = UserState(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n))
-            self.users[user_id] = st
+            st = self.users[user_id] = UserState(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n))
         return st
 
     def apply(self, stored: Iterable[StoredEvent]) -> list[Interaction]:
@@ -110,13 +103,7 @@ class LiveState:
             out.append(new(Interaction, (user_id, row, r, ev.timestamp, r > 0)))
             st.seen.add(row)
             if r > 0:
-                tid = event_type_id(kind, ev.value)
-                if st.items and st.items[-1] == row:  # the same engagement, one step deeper
-                    st.types[-1] = tid
-                    continue
-                st.items.append(row)
-                st.times.append(ev.timestamp)
-                st.types.append(tid)
+                st.add(row, ev.timestamp, event_type_id(kind, ev.value))
         self.events_applied += n
         self.last_offset = last
         return out

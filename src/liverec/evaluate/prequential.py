@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from liverec.core.features import event_type_id
+from liverec.core.metrics import ndcg_per_user, target_ranks
 from liverec.core.rewards import Rewards
 from liverec.core.schema import EventType, StoredEvent
+from liverec.core.sequence import Engagements
 from liverec.core.split import leave_one_out, sequences_from_events
 from liverec.events.datasets import Dataset
 from liverec.trainer.offline import TrainConfig, fit_transformer
@@ -40,7 +42,7 @@ class Tally:
     def metrics(self, n_windows: int) -> dict[str, Any]:
         r = np.concatenate(self.ranks) if self.ranks else np.empty(0, np.int64)
         hit = r < 10
-        ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+        ndcg = ndcg_per_user(r, 10)
         windows = []
         for w in np.array_split(np.arange(len(r)), n_windows):
             if len(w):
@@ -58,15 +60,6 @@ class Tally:
             "events": len(r),
             "windows": windows,
         }
-
-
-def _ranks(scores: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
-    """(B,) rank of each target; scores (B, M+1) with column 0 = padding."""
-    scores[:, 0] = -np.inf
-    for b, s in enumerate(seen):
-        scores[b, s[s != targets[b]]] = -np.inf
-    t = scores[np.arange(len(targets)), targets][:, None]
-    return (scores >= t).sum(axis=1) - 1
 
 
 def prequential(
@@ -112,29 +105,39 @@ def prequential(
     for start in range(0, len(tail), delay):
         chunk = tail[start : start + delay]
         windows, targets, excl = [], [], []
-        pending: dict[str, list[tuple[int, float, int]]] = {}  # folded after the chunk is scored
+        pending: dict[str, Engagements] = {}  # this chunk's engagements, folded after it is scored
         for ev in chunk:
             if ev.type is EventType.impression or reward(ev) <= 0:
                 continue
             idx = learner.vocab.row(ev.item_id)
             assert idx is not None
-            before = pending.setdefault(ev.user_id, [])
-            user_seen = seen.setdefault(ev.user_id, set())
+            before = pending.setdefault(ev.user_id, Engagements.bounded(None))
             history = learner.users.get(ev.user_id)
-            if (history is not None and history.items) or before:
-                windows.append(learner.window_of(ev.user_id, max_len, before))
+            type_id = event_type_id(ev.type, ev.value)
+            newest = before if before.items else history
+            if newest is not None and newest.repeats(idx + 1):
+                if before.items:
+                    before.add(idx + 1, ev.timestamp, type_id)  # deepens the pending engagement
+                continue  # the same engagement again: nothing to predict (the learner skips it too)
+            user_seen = seen.setdefault(ev.user_id, set())
+            if (history is not None and history.items) or before.items:
+                extra = list(zip(before.items, before.times, before.types, strict=True))
+                windows.append(learner.window_of(ev.user_id, max_len, extra))
                 targets.append(idx + 1)
                 excl.append(np.fromiter(user_seen, np.int64))
-            before.append((idx + 1, ev.timestamp, event_type_id(ev.type, ev.value)))
+            before.add(idx + 1, ev.timestamp, type_id)
             user_seen.add(idx + 1)
         if targets:
             w, t = np.stack(windows), np.asarray(targets)
-            tallies["online"].ranks.append(_ranks(learner.scores(learner.ema, w), t, excl))
-            tallies["frozen"].ranks.append(_ranks(learner.scores(frozen, w), t, excl))
-            tallies["popularity"].ranks.append(_ranks(np.tile(pop, (len(t), 1)), t, excl))
+            tallies["online"].ranks.append(learner.rank(learner.ema, w, t, excl))
+            tallies["frozen"].ranks.append(learner.rank(frozen, w, t, excl))
+            # popularity over model indices: column 0 (padding) dropped, as `OnlineLearner.rank` does
+            tallies["popularity"].ranks.append(
+                target_ranks(np.tile(pop[1:], (len(t), 1)), t - 1, [e - 1 for e in excl])
+            )
         learner.fold([StoredEvent(cut + start + k + 1, ev) for k, ev in enumerate(chunk)])
         for add in pending.values():
-            np.add.at(pop, np.asarray([a[0] for a in add], dtype=np.int64), 1.0)
+            np.add.at(pop, np.fromiter(add.items, np.int64, len(add.items)), 1.0)
         streamed += len(chunk)
         if log and (start // delay) % 100 == 0:
             done = {k: v.metrics(1)["ndcg@10"] for k, v in tallies.items()}

@@ -3,9 +3,9 @@
 Item b earns ``decay ** (lag - 1)`` from each item a that came ``lag`` <= `window` positions before it
 in some user's sequence, and ``backward`` times that from each item after it (Ludewig & Jannach,
 2018, "sequential rules"). A user's counts for every item sum the rows of their last `history` items,
-the newest weighted most. On ml-100k this count model alone beats the Transformer on test, and the
-two together beat both (bench/README.md): the Transformer generalises through embeddings, the rules
-remember exact item-to-item transitions a 64-wide embedding cannot hold.
+the newest weighted most. On ml-100k the two together beat either alone (bench/README.md): the
+Transformer generalises through embeddings, the rules remember exact item-to-item transitions a
+64-wide embedding cannot hold.
 
 `log_prior` turns the counts into the additive score the served model uses:
 ``transformer logits + weight * log(counts + eps)``.
@@ -14,13 +14,13 @@ remember exact item-to-item transitions a 64-wide embedding cannot hold.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from liverec.core.sequence import Engagements
 from liverec.core.state import Interaction
 
 
@@ -46,7 +46,7 @@ class SequentialRules:
         self.known = np.zeros(0, dtype=bool)  # (N,) items seen in any sequence: the rules know them
         self._pending: dict[int, dict[int, float]] = {}  # live additions not yet merged, by row
         self._n_pending = 0
-        self._recent: dict[str, deque[int]] = {}  # per user: the last `window` positive rows
+        self._recent: dict[str, Engagements] = {}  # per user: the last `window` engagements
 
     # -- counting -------------------------------------------------------------------------------
     def fit(self, train: Sequence[np.ndarray], n_items: int) -> SequentialRules:
@@ -79,15 +79,15 @@ class SequentialRules:
                 continue
             recent = self._recent.get(it.user_id)
             if recent is None:
-                recent = self._recent[it.user_id] = deque(maxlen=self.window)
+                recent = self._recent[it.user_id] = Engagements.bounded(self.window)
             b = it.row
-            if recent and recent[-1] == b:  # the same engagement one step deeper: one position
+            if recent.repeats(b):  # the same engagement one step deeper: one position
                 continue
-            for lag, a in enumerate(reversed(recent), 1):
+            for lag, a in enumerate(reversed(recent.items), 1):
                 w = self.decay ** (lag - 1)
                 self._add(a, b, w)
                 self._add(b, a, self.backward * w)
-            recent.append(b)
+            recent.add(b, it.timestamp, 0)
             self.n_items = max(self.n_items, b + 1)
             if b >= len(self.known):
                 self.known = np.concatenate([self.known, np.zeros(max(b + 1, 2 * len(self.known)), bool)])

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from liverec.core.metrics import ndcg_per_user
 from liverec.core.schema import EventType, StoredEvent
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
@@ -59,9 +60,8 @@ class SliceScore:
     n: int = 0
 
     def add(self, ranks: np.ndarray) -> None:
-        hit = ranks < 10
-        self.ndcg += float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).sum())
-        self.hits += float(hit.sum())
+        self.ndcg += float(ndcg_per_user(ranks, 10).sum())
+        self.hits += float((ranks < 10).sum())
         self.n += len(ranks)
 
     def value(self) -> dict[str, float]:
@@ -76,21 +76,6 @@ class Decision:
     live: dict[str, float]
     offset: int
     at: float = field(default_factory=time.time)
-
-
-def slice_ranks(
-    learner: OnlineLearner, net: SASRec, windows: np.ndarray, targets: np.ndarray, seen: list[np.ndarray]
-) -> np.ndarray:
-    """(B,) rank of each target among all items, the user's earlier items excluded;
-    ``windows`` (B, 3, W) examples."""
-    scores = learner.scores(net, windows)  # (B, M+1), index 0 = padding
-    scores[:, 0] = -np.inf
-    for b, s in enumerate(seen):
-        s = s[(s != targets[b]) & (s < scores.shape[1])]
-        scores[b, s] = -np.inf
-    t = np.minimum(targets, scores.shape[1] - 1)
-    target_scores = scores[np.arange(len(t)), t][:, None]
-    return (scores >= target_scores).sum(axis=1) - 1
 
 
 class Follower:
@@ -237,7 +222,7 @@ class Follower:
                 continue
             row = learner.vocab.row(ev.item_id)
             track = learner.users.get(ev.user_id)
-            if row is None or track is None or not track.items or track.items[-1] == row + 1:
+            if row is None or track is None or not track.items or track.repeats(row + 1):
                 continue  # new item, no history yet, or the same engagement again: nothing to score
             picked.append((ev.user_id, row + 1))
         if not picked:
@@ -249,12 +234,12 @@ class Follower:
         seen = [learner.seen_of(user) for user, _ in picked]
         targets = [target for _, target in picked]
         w, t = np.stack(windows), np.asarray(targets)
-        self._cand.add(slice_ranks(learner, learner.ema, w, t, seen))
+        self._cand.add(learner.rank(learner.ema, w, t, seen))
         self._scored = (copy.deepcopy(learner.ema).eval(), learner.offset)  # what the gate has seen
         if self.live_net is not None:
-            self._live.add(slice_ranks(learner, self._grown(self.live_net), w, t, seen))
+            self._live.add(learner.rank(self._grown(self.live_net), w, t, seen))
         if self.parent_net is not None:
-            self._parent.add(slice_ranks(learner, self._grown(self.parent_net), w, t, seen))
+            self._parent.add(learner.rank(self._grown(self.parent_net), w, t, seen))
 
     def _grown(self, net: SASRec) -> SASRec:
         """``net`` covering every item the learner knows: items that arrived after it was copied

@@ -17,7 +17,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from liverec.core.features import event_type_id, gap_bucket
+from liverec.core.metrics import target_ranks
 from liverec.core.rewards import Rewards
 from liverec.core.schema import EventType, StoredEvent
+from liverec.core.sequence import Engagements
 from liverec.core.vocab import Vocab
 from liverec.model.transformer import SASRec
 from liverec.settings import RewardWeights
@@ -79,36 +81,31 @@ class LearnStats:
     loss: float = 0.0
 
 
-@dataclass
-class Track:
-    """One user's positives as the learner sees them: model indices, time-gap buckets (each
-    entry's gap to the one before it, fixed once appended), event types, and the newest time."""
+@dataclass(slots=True)
+class Track(Engagements):
+    """One user's engagements as the learner sees them (`Engagements` over model indices), with each
+    entry's time-gap bucket to the one before it, fixed once appended."""
 
-    items: deque[int]
-    gaps: deque[int]
-    types: deque[int]
-    last_time: float | None = None
+    gaps: deque[int] = field(default_factory=deque)
 
     @classmethod
     def empty(cls, max_len: int) -> Track:
-        return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
+        return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
 
-    def add(self, idx: int, time: float, type_id: int) -> bool:
-        """Append a positive; False when it repeats the last item (one engagement, as in `LiveState`)."""
-        if self.items and self.items[-1] == idx:
-            self.types[-1] = type_id
+    def add(self, item: int, time: float, type_id: int) -> bool:
+        """`Engagements.add`, recording the new position's gap bucket."""
+        last = self.times[-1] if self.times else None
+        if not Engagements.add(self, item, time, type_id):
             return False
-        self.items.append(idx)
-        self.gaps.append(0 if self.last_time is None else gap_bucket(time - self.last_time))
-        self.types.append(type_id)
-        self.last_time = time
+        self.gaps.append(0 if last is None else gap_bucket(time - last))
         return True
 
     def example(self, length: int, extra: Sequence[tuple[int, float, int]] = ()) -> np.ndarray:
         """(3, length) int32 input window: item indices, time-gap buckets, event types (left-padded).
         ``extra`` appends (index, time, type) entries not folded in yet (prequential scoring)."""
         out = np.zeros((3, length), dtype=np.int32)
-        added, last = [], self.last_time
+        added: list[tuple[int, int, int]] = []
+        last = self.times[-1] if self.times else None
         for idx, time, type_id in extra:
             added.append((idx, 0 if last is None else gap_bucket(time - last), type_id))
             last = time
@@ -251,7 +248,7 @@ class OnlineLearner:
             r = self.reward(ev)
             if r > 0:
                 stats.positives += 1
-                if track.items and track.items[-1] != idx:  # a repeat teaches nothing servable
+                if track.items and not track.repeats(idx):  # a repeat teaches nothing servable
                     fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
                     fresh_w.append(self._weight(ev.user_id, ev.item_id))
@@ -445,6 +442,16 @@ class OnlineLearner:
         """(B, M+1) float32 scores (column 0 = padding) after each (3, W) example window."""
         table = net.item_table()
         return (self.hidden(net, examples, table) @ table.T).numpy()
+
+    def rank(
+        self, net: SASRec, examples: np.ndarray, targets: np.ndarray, seen: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """Test-then-train: (B,) 0-based full-ranking rank (`core.metrics.target_ranks`) of each target
+        model index after its (3, W) example window, the user's earlier items (``seen``, model
+        indices) excluded. Call it before the events are folded in."""
+        scores = self.scores(net, examples)[:, 1:]  # (B, M): the padding column dropped
+        n = scores.shape[1]
+        return target_ranks(scores, np.minimum(targets, n) - 1, [s[s <= n] - 1 for s in seen])
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, object]:
