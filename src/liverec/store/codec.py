@@ -24,6 +24,11 @@ _TYPE_TEXT = {t: t.value for t in EventType}  # `EventType.value` is a Python pr
 _TYPE_OF = {t.value: t for t in EventType}  # `EventType(text)` goes through `Enum.__new__`
 
 
+# The SQL backends' column lists, in the order `event_row` and `item_row` give them.
+EVENT_COLS = "event_id, user_id, item_id, type, value, ts, context"
+ITEM_COLS = "item_id, title, text, tags, attributes, created_at, available"
+
+
 def event_row(ev: Event) -> EventRow:
     """The columns of an event. Runs for every event appended, so the common cases are cheap."""
     c = ev.context

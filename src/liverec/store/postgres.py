@@ -27,7 +27,16 @@ from psycopg import sql
 
 from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
-from liverec.store.codec import event_row, item_from_row, item_row, stored_event, vector_bytes, vector_from
+from liverec.store.codec import (
+    EVENT_COLS,
+    ITEM_COLS,
+    event_row,
+    item_from_row,
+    item_row,
+    stored_event,
+    vector_bytes,
+    vector_from,
+)
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
@@ -65,8 +74,6 @@ CREATE TABLE IF NOT EXISTS liverec_embeddings (
 );
 """
 
-EVENT_COLS = "event_id, user_id, item_id, type, value, ts, context"
-ITEM_COLS = "item_id, title, text, tags, attributes, created_at, available"
 LOCK = "SELECT last FROM liverec_meta WHERE id = 1 FOR UPDATE"
 # NOT EXISTS is exact because every appender holds LOCK; ON CONFLICT only guards against writers that
 # bypass it. row_number() runs after the filter, so the offsets of one batch are contiguous.

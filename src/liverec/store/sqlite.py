@@ -24,6 +24,8 @@ import numpy as np
 from liverec.core.schema import Event, Item, StoredEvent, stored_events
 from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
 from liverec.store.codec import (
+    EVENT_COLS,
+    ITEM_COLS,
     event_row,
     item_from_row,
     item_row,
@@ -63,8 +65,6 @@ CREATE TABLE IF NOT EXISTS embeddings (
 );
 """
 
-EVENT_COLS = "event_id, user_id, item_id, type, value, ts, context"
-ITEM_COLS = "item_id, title, text, tags, attributes, created_at, available"
 MAX_VARS = 900  # stay under SQLite's bound-parameter limit on old builds
 
 
