@@ -1,3 +1,10 @@
 """liverec: a real-time recommendation engine whose models learn from every event."""
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    # the installed package's version (pyproject.toml is its one source), read only when asked for
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("liverec")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

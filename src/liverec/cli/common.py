@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from liverec.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from liverec.settings import Settings
 
 app = typer.Typer(
     name="liverec",
@@ -28,8 +29,28 @@ StoreOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import liverec
+
+        typer.echo(f"liverec {liverec.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    pass
+
+
 def settings_from(config: Path | None, store: str | None = None, **overrides: Any) -> Settings:
     """Settings from --config and flags; configuration errors exit 2 with a readable message."""
+    from liverec.settings import load_settings
+
     if store:
         overrides["store_url"] = store
     try:

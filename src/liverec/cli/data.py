@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
-from liverec.events.datasets import CsvColumns, Dataset, DatasetError, ItemColumns, load_csv, load_movielens
-from liverec.store import StoreError, open_store
+
+if TYPE_CHECKING:
+    from liverec.events.datasets import CsvColumns, Dataset, ItemColumns
 
 
 class Format(StrEnum):
@@ -21,13 +22,17 @@ class Format(StrEnum):
 def read_dataset(
     path: Path,
     fmt: Format,
-    columns: CsvColumns = CsvColumns(),
+    columns: CsvColumns | None = None,
     items_file: Path | None = None,
-    item_columns: ItemColumns = ItemColumns(),
+    item_columns: ItemColumns | None = None,
     delimiter: str = ",",
 ) -> Dataset:
+    from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
+
     if fmt is Format.movielens:
         return load_movielens(path)
+    columns = CsvColumns() if columns is None else columns
+    item_columns = ItemColumns() if item_columns is None else item_columns
     return load_csv(path, columns, items_file, item_columns, delimiter)
 
 
@@ -54,6 +59,9 @@ def import_(
     batch: Annotated[int, typer.Option(min=1, help="events per durable batch")] = 10_000,
 ) -> None:
     """Import events and items; re-importing the same file adds nothing (event ids are stable)."""
+    from liverec.events.datasets import CsvColumns, DatasetError, ItemColumns
+    from liverec.store import StoreError, open_store
+
     settings = settings_from(config, store)
     try:
         columns = CsvColumns(user_col, item_col, time_col, rating_col, type_col, event_type)  # type: ignore[arg-type]

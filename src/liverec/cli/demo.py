@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from liverec.cli.common import app, console, fail
-from liverec.sim.demo import DEFAULT_DATA_DIR, DemoError, DemoStatus, DemoSummary, run_demo
-from liverec.sim.demo_stats import model_label
+
+if TYPE_CHECKING:
+    from liverec.sim.demo import DemoStatus, DemoSummary
+
+# liverec.sim.demo.DEFAULT_DATA_DIR, spelled out so that --help needs no numpy (a test keeps them equal)
+DEMO_DATA_DIR = Path("liverec-data/demo")
 
 
 @app.command()
@@ -23,7 +26,7 @@ def demo(
     users: Annotated[int, typer.Option(help="simulated users (a third are the random control)")] = 300,
     items: Annotated[int, typer.Option(help="catalog size")] = 500,
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
-    data_dir: Annotated[Path, typer.Option(help="store and plot go here; wiped at start")] = DEFAULT_DATA_DIR,
+    data_dir: Annotated[Path, typer.Option(help="store and plot go here; wiped at start")] = DEMO_DATA_DIR,
     workers: Annotated[int, typer.Option(help="concurrent simulated clients", min=1)] = 4,
     drift: Annotated[float, typer.Option(help="taste rotation per visit, radians", min=0)] = 0.0,
     arrival_rate: Annotated[float, typer.Option(help="new items per visit, on average", min=0)] = 0.0,
@@ -32,6 +35,10 @@ def demo(
 ) -> None:
     """Run the whole product against simulated users and compare it to a random control cohort:
     popularity warm-up, `liverec train` on its log, then `liverec serve --learn` with exploration."""
+    import httpx
+
+    from liverec.sim.demo import DemoError, run_demo
+
     with Progress(
         TextColumn("[bold]simulating"),
         BarColumn(),
@@ -77,6 +84,8 @@ def demo(
 
 def print_summary(s: DemoSummary, out: Console) -> None:
     """The run as tables: phases, throughput and latency, then click-through and models per window."""
+    from liverec.sim.demo_stats import model_label
+
     total = s.total
     head = Table(title="liverec demo", show_header=False, title_justify="left")
     head.add_column(style="bold")

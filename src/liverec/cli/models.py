@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from liverec.cli.common import ConfigOpt, app, console, fail, settings_from
-from liverec.registry.registry import ModelRegistry, RegistryError
+
+if TYPE_CHECKING:
+    from liverec.registry.registry import ModelRegistry
 
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 
 def _registry(config: ConfigOpt) -> ModelRegistry:
+    from liverec.registry.registry import ModelRegistry
+
     settings = settings_from(config)
     return ModelRegistry(settings.registry_path)
 
@@ -46,6 +50,8 @@ def list_(config: ConfigOpt = None) -> None:
 @models_app.command()
 def promote(version: Annotated[str, typer.Argument(help="e.g. v000003")], config: ConfigOpt = None) -> None:
     """Make a version live (the server hot-reloads it)."""
+    from liverec.registry.registry import RegistryError
+
     reg = _registry(config)
     try:
         reg.promote(version)
@@ -57,6 +63,8 @@ def promote(version: Annotated[str, typer.Argument(help="e.g. v000003")], config
 @models_app.command()
 def rollback(config: ConfigOpt = None) -> None:
     """Make the previously live version live again."""
+    from liverec.registry.registry import RegistryError
+
     reg = _registry(config)
     try:
         version = reg.rollback()

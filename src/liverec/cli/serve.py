@@ -11,12 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
-from liverec.serve.app import create_app
-from liverec.serve.engine import Engine
-from liverec.store import StoreError
 
 
 @app.command()
@@ -30,6 +26,12 @@ def serve(
     ] = False,
 ) -> None:
     """Serve recommendations over HTTP; state is rebuilt from the event log first."""
+    import uvicorn
+
+    from liverec.serve.app import create_app
+    from liverec.serve.engine import Engine
+    from liverec.store import StoreError
+
     settings = settings_from(config, store)
     if host:
         settings.server.host = host
