@@ -1,9 +1,9 @@
-"""`split`: per-request counts from one append of a group of requests."""
+"""`split`: per-request results from one append of a group of requests."""
 
 from __future__ import annotations
 
 from liverec.core.schema import Event, StoredEvent
-from liverec.serve.ingest import Ingested, split
+from liverec.serve.ingest import split
 from liverec.store import AppendResult
 
 
@@ -14,11 +14,26 @@ def ev(eid: str) -> Event:
 def test_split_without_duplicates_gives_every_request_all_its_events() -> None:
     batches = [[ev("a"), ev("b")], [ev("c")], [ev("d"), ev("e"), ev("f")]]
     flat = [e for b in batches for e in b]
-    appended = AppendResult([StoredEvent(k + 1, e) for k, e in enumerate(flat)], 0)
-    assert split(batches, appended) == [Ingested(2, 0), Ingested(1, 0), Ingested(3, 0)]
+    stored = [StoredEvent(k + 1, e) for k, e in enumerate(flat)]
+    appended = AppendResult(stored, 0)
+    assert split(batches, appended) == [
+        AppendResult(stored[0:2], 0),
+        AppendResult(stored[2:3], 0),
+        AppendResult(stored[3:6], 0),
+    ]
 
 
 def test_split_credits_the_first_occurrence_of_a_repeated_id() -> None:
     batches = [[ev("a"), ev("b")], [ev("b"), ev("c")], [ev("a")]]
-    appended = AppendResult([StoredEvent(1, ev("a")), StoredEvent(2, ev("b")), StoredEvent(3, ev("c"))], 2)
-    assert split(batches, appended) == [Ingested(2, 0), Ingested(1, 1), Ingested(0, 1)]
+    a, b, c = StoredEvent(1, ev("a")), StoredEvent(2, ev("b")), StoredEvent(3, ev("c"))
+    appended = AppendResult([a, b, c], 2)
+    assert split(batches, appended) == [
+        AppendResult([a, b], 0),
+        AppendResult([c], 1),
+        AppendResult([], 1),
+    ]
+
+
+def test_split_of_one_request_is_the_append_itself() -> None:
+    appended = AppendResult([StoredEvent(7, ev("x"))], 1)
+    assert split([[ev("x"), ev("x")]], appended) == [appended]

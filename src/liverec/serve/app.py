@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from liverec.core.schema import Event, Item, ItemIn
 from liverec.serve.engine import Engine
-from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics
 from liverec.serve.middleware import BodyLimit, RequestMetrics
 from liverec.serve.routes import events, health, items, users
@@ -61,7 +60,6 @@ def create_app(
             live.start()
         app.state.engine = live
         live.observe = metrics.observe
-        app.state.ingest = GroupCommit(live)
         try:
             with server_gc(settings.server.gc_threshold):
                 yield

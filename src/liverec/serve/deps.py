@@ -11,7 +11,6 @@ import orjson
 from fastapi import Depends, HTTPException, Request
 
 from liverec.serve.engine import Engine
-from liverec.serve.ingest import GroupCommit
 from liverec.serve.metrics import Metrics
 from liverec.settings import Settings
 
@@ -19,11 +18,6 @@ from liverec.settings import Settings
 async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
-
-
-async def get_ingest(request: Request) -> GroupCommit:
-    ingest: GroupCommit = request.app.state.ingest
-    return ingest
 
 
 async def get_settings(request: Request) -> Settings:
@@ -37,7 +31,6 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
-IngestDep = Annotated[GroupCommit, Depends(get_ingest)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

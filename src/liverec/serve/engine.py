@@ -1,30 +1,37 @@
 """`Engine`: the in-process core that the HTTP API wraps, usable as a library on its own.
 
 Ingest order is the whole trick: append durably to the log first, then fold the accepted events
-into the live user state and the models' online statistics, all under one lock so memory follows
+into the live user state and the models' online statistics, one writer at a time so memory follows
 log order. The next `recommend` call therefore already sees the event.
+
+One write path: `ingest`, `upsert_items` and `delete_user` are the only places that write. The
+HTTP routes reach them through the `*_async` twins, which run them on the engine's writer thread
+(`GroupCommit`: concurrent event batches share one transaction), so the event loop never blocks on
+the store, fsync or the models.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from liverec.core.catalog import Catalog
-from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
 from liverec.core.state import LiveState
-from liverec.events.join import JoinConfig, RewardJoiner
+from liverec.events.join import RewardJoiner
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules
 from liverec.policy.base import Policy
-from liverec.policy.registry import make_policy
+from liverec.policy.registry import policy_from_settings
 from liverec.registry.registry import ModelRegistry
 from liverec.serve.feedback import PolicyFeedback, learns
+from liverec.serve.ingest import GroupCommit
 from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
 from liverec.settings import Settings
@@ -59,13 +66,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         # settings errors first: nothing is opened that a failed constructor would leave open
-        policy = policy or policy_from_settings(settings)
-        candidates = int(settings.policy.get("candidates", 100))
-        new_item_slots = int(settings.policy.get("new_item_slots", 0))
-        new_below = float(settings.policy.get("new_item_positives", 5))
-        if new_item_slots < 0:
-            raise ValueError(f"[policy] new_item_slots must be >= 0, got {new_item_slots}")
-        window = float(settings.policy.get("feedback_window_s", 300.0))
+        policy = policy or policy_from_settings(settings.policy)
+        new_below = settings.policy.new_item_positives
         self.store = store if store is not None else open_store(settings.store_url)
         self.catalog = Catalog()
         self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
@@ -78,19 +80,24 @@ class Engine:
             self.state,
             self.popularity,
             policy,
-            candidates,
-            new_item_slots,
+            settings.policy.candidates,
+            settings.policy.new_item_slots,
             lambda n: self.popularity.counts(n) < new_below,  # new: less positive weight than that
         )
         self.feedback: PolicyFeedback | None = None
         if learns(policy):
-            joiner = RewardJoiner(JoinConfig(window_s=window), Rewards(settings.rewards))
+            joiner = RewardJoiner.from_settings(settings)  # the join `liverec evaluate ope` makes
             self.feedback = PolicyFeedback(policy, self.catalog, joiner)
         self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
         self.freshness = Freshness()
         self.observe: Observer | None = None  # the HTTP app plugs its metrics in here
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # live state, catalog and models: held to read or fold them
+        # One writer at a time, from the store write to the end of the fold: offsets, catalog rows
+        # and folds keep one order. Taken before `_lock`, never inside it; readers do not wait on
+        # store I/O, only on the fold.
+        self._writing = threading.Lock()
+        self.writer = GroupCommit(self.ingest)  # the async twins' thread; group commit for events
         self.started = False
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -100,7 +107,7 @@ class Engine:
         watcher threads; the caller drives ``manager.reload()``/``encode_pending()`` (simulations)."""
         t0 = time.perf_counter()
         limit_threads(self.settings.server.compute_threads)
-        with self._lock:
+        with self._writing, self._lock:  # no write can land between the pages being folded
             for item in self.store.list_items():
                 self.catalog.upsert(item)
             total = self.store.last_offset()
@@ -131,6 +138,7 @@ class Engine:
         return self
 
     def close(self) -> None:
+        self.writer.close()  # every write already queued is finished first
         if self.manager is not None:
             self.manager.stop()
         self.store.close()
@@ -161,24 +169,24 @@ class Engine:
             self.manager.catalog_changed()  # new items: grow the served model
 
     def ingest(self, events: Sequence[Event]) -> AppendResult:
-        """Append durably, then update live state. Raises StoreError with nothing acknowledged."""
-        with self._lock:
-            result = self.store.append(events)
-            self._fold(result.accepted)
-        return result
+        """Append durably, then update live state. Raises StoreError with nothing acknowledged.
 
-    def fold(self, accepted: Sequence[StoredEvent]) -> None:
-        """Update live state with events already appended (in offset order) by a single writer."""
-        with self._lock:
-            self._fold(accepted)
+        Blocks on the store: from an event loop, use `ingest_async`."""
+        with self._writing:
+            result = self.store.append(events)
+            with self._lock:
+                self._fold(result.accepted)
+        return result
 
     def upsert_items(self, items: Sequence[Item]) -> int:
         """Insert or replace catalog items; returns how many were new."""
-        with self._lock:
+        with self._writing:
             created = self.store.upsert_items(items)
-            rows = [self.catalog.upsert(item) for item in items]
-            if self.manager is not None:  # (re-)encode their text for the served model
-                self.manager.catalog_changed(r for r, item in zip(rows, items, strict=True) if item.content())
+            with self._lock:
+                rows = [self.catalog.upsert(item) for item in items]
+                if self.manager is not None:  # (re-)encode their text for the served model
+                    changed = (r for r, item in zip(rows, items, strict=True) if item.content())
+                    self.manager.catalog_changed(changed)
         return created
 
     def delete_user(self, user_id: str) -> dict[str, int]:
@@ -187,10 +195,29 @@ class Engine:
         Aggregate statistics (popularity, co-occurrence, trained weights) keep their anonymous
         contribution until the next rebuild or retrain.
         """
-        with self._lock:
+        with self._writing:
             removed = self.store.delete_user(user_id)
-            had_state = self.state.remove(user_id)
+            with self._lock:
+                had_state = self.state.remove(user_id)
         return {"events": removed, "user_state": int(had_state)}
+
+    # -- the same writes from an event loop: on the writer thread, the loop never blocks -------
+    async def ingest_async(self, events: Sequence[Event]) -> AppendResult:
+        """`ingest`, grouped with concurrent callers into one transaction (group commit). Returns
+        this batch's share once it is durable and folded; raises StoreError with nothing written."""
+        t0 = time.perf_counter()
+        result = await asyncio.wrap_future(self.writer.submit(events))
+        if self.observe is not None:  # event -> visible: durable and in live state
+            self.observe("visible", time.perf_counter() - t0)
+        return result
+
+    async def upsert_items_async(self, items: Sequence[Item]) -> int:
+        """`upsert_items`, on the writer thread."""
+        return await asyncio.wrap_future(self.writer.call(partial(self.upsert_items, items)))
+
+    async def delete_user_async(self, user_id: str) -> dict[str, int]:
+        """`delete_user`, on the writer thread."""
+        return await asyncio.wrap_future(self.writer.call(partial(self.delete_user, user_id)))
 
     # -- reads --------------------------------------------------------------------------------
     def recommend(
@@ -209,8 +236,8 @@ class Engine:
             rec = self.recommender.recommend(user_id, k, exclude_seen)
             if self.feedback is not None:
                 self.feedback.remember(rec)
-            if log_impressions and rec.items:
-                self.ingest(impressions(user_id, rec, now))
+        if log_impressions and rec.items:  # outside `_lock`: a write takes `_writing` first
+            self.ingest(impressions(user_id, rec, now))
         return rec
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
@@ -237,16 +264,6 @@ def limit_threads(n: int) -> None:
 
     torch.set_num_threads(n)
     threadpool_limits(n)
-
-
-ENGINE_POLICY_KEYS = ("name", "feedback_window_s", "candidates", "new_item_slots", "new_item_positives")
-
-
-def policy_from_settings(settings: Settings) -> Policy:
-    """The serving policy named in ``[policy]`` (`ENGINE_POLICY_KEYS` other than ``name`` are the
-    engine's, not the policy's)."""
-    params = {k: v for k, v in settings.policy.items() if k not in ENGINE_POLICY_KEYS}
-    return make_policy(str(settings.policy.get("name", "greedy")), **params)
 
 
 def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> list[Event]:

@@ -1,84 +1,139 @@
-"""Group commit: concurrent requests share one durable transaction.
+"""Group commit: concurrent writers share one durable transaction, on one writer thread.
 
-Each request still gets its own answer, and only after its events are durable and folded into
-live state. The append (SQLite and fsync, which release the GIL) runs in a worker thread so the
-event loop keeps accepting requests; the fold into live state (pure Python) runs back on the loop,
-so the two never fight over the GIL. Requests that arrive meanwhile are written together: fsync
-is paid once per group instead of once per request.
+The `Engine` owns a `GroupCommit`. Callers (the HTTP routes, from the event loop) queue their
+events and get a future back; the writer thread takes everything queued since its last
+transaction, hands it to `Engine.ingest` as one batch (one append, one fsync, one fold), and
+resolves each caller's future with that caller's share of the result. So the event loop never
+waits on the store or the models, and requests that arrive while a group is being written form
+the next group: fsync is paid once per group instead of once per request.
+
+Item upserts and user deletes queue on the same thread (each on its own, in queue order), so
+`close` finishes every write that was accepted before it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any, TypeVar
 
 from liverec.core.schema import Event
-from liverec.serve.engine import Engine
 from liverec.store import AppendResult
+from liverec.store.base import StoreError
+
+T = TypeVar("T")
+Append = Callable[[Sequence[Event]], AppendResult]
 
 
-@dataclass(frozen=True)
-class Ingested:
-    accepted: int
-    duplicates: int
+@dataclass(eq=False)
+class _Job:
+    future: Future[Any]
+    events: Sequence[Event] = ()  # an append, grouped with its queued neighbours...
+    call: Callable[[], Any] | None = None  # ...or any other write, run on its own
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._pending: list[tuple[Sequence[Event], asyncio.Future[Ingested]]] = []
-        self._writer: asyncio.Task[None] | None = None
+    """The one writer thread: started by the first write, stopped by `close`."""
 
-    async def submit(self, events: Sequence[Event]) -> Ingested:
-        """Durably append ``events`` (all-or-nothing for this request); raises StoreError on failure."""
-        t0 = time.perf_counter()
-        future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
-        if self.engine.observe is not None:  # event -> visible: durable and in live state
-            future.add_done_callback(lambda f: self._visible(f, t0))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        return await future
+    def __init__(self, append: Append, name: str = "liverec-writer") -> None:
+        self.append = append  # durable append + fold of one batch: `Engine.ingest`
+        self.name = name
+        self._wake = threading.Condition()
+        self._queue: list[_Job] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
-    def _visible(self, future: asyncio.Future[Ingested], t0: float) -> None:
-        if not future.cancelled() and future.exception() is None and self.engine.observe is not None:
-            self.engine.observe("visible", time.perf_counter() - t0)
+    def submit(self, events: Sequence[Event]) -> Future[AppendResult]:
+        """Queue ``events`` for the next group. The future resolves once they are durable and folded,
+        with this batch's share of the group's result, or fails (StoreError) as the group does."""
+        return self._put(_Job(Future(), events=events))
 
-    async def _drain(self) -> None:
-        while self._pending:
-            group, self._pending = self._pending, []
-            batches = [events for events, _ in group]
-            flat = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
-            try:
-                appended = await asyncio.to_thread(self.engine.store.append, flat)
-            except Exception as exc:  # the whole group failed: nothing of it was written
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.engine.fold(appended.accepted)
-            for (_, future), result in zip(group, split(batches, appended), strict=True):
-                if not future.done():
-                    future.set_result(result)
+    def call(self, write: Callable[[], T]) -> Future[T]:
+        """Queue another kind of write (items, deletes): run alone, in order with the groups."""
+        return self._put(_Job(Future(), call=write))
+
+    def _put(self, job: _Job) -> Future[Any]:
+        # Running from the start: a queued write happens even if its waiter goes away (a client
+        # disconnects), so cancelling it is refused rather than disturbing the group it is in.
+        job.future.set_running_or_notify_cancel()
+        with self._wake:
+            if self._closed:
+                job.future.set_exception(StoreError("the engine is closed; nothing was written"))
+                return job.future
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return job.future
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the thread (not counting the one being written)."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Finish every queued write, then stop the thread; later writes fail with nothing written."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:  # closed, and nothing left to write
+                    return
+                jobs, self._queue = self._queue, []
+            group: list[_Job] = []
+            for job in jobs:
+                if job.call is None:
+                    group.append(job)
+                    continue
+                self._commit(group)  # writes keep their queue order
+                group = []
+                try:
+                    job.future.set_result(job.call())
+                except Exception as exc:
+                    job.future.set_exception(exc)
+            self._commit(group)
+
+    def _commit(self, group: list[_Job]) -> None:
+        if not group:
+            return
+        batches = [job.events for job in group]
+        flat = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
+        try:
+            appended = self.append(flat)
+        except Exception as exc:  # StoreError: nothing of the group was written; anything else
+            for job in group:  # fails it too, rather than leaving its waiters hanging
+                job.future.set_exception(exc)
+            return
+        for job, result in zip(group, split(batches, appended), strict=True):
+            job.future.set_result(result)
 
 
-def split(batches: list[Sequence[Event]], appended: AppendResult) -> list[Ingested]:
-    """Per-request counts from one append of the concatenated batches."""
+def split(batches: Sequence[Sequence[Event]], appended: AppendResult) -> list[AppendResult]:
+    """Per-request results from one append of the concatenated batches."""
     if len(batches) == 1:
-        return [Ingested(len(appended.accepted), appended.duplicates)]
-    if not appended.duplicates:  # every event was new: no need to find whose they were
-        return [Ingested(len(batch), 0) for batch in batches]
-    # The first occurrence of an id (in request order) is the one the store accepted.
-    unclaimed = {s.event.event_id for s in appended.accepted}
+        return [appended]
     out = []
+    if not appended.duplicates:  # every event was new: each batch's share is its slice
+        start = 0
+        for batch in batches:
+            out.append(AppendResult(appended.accepted[start : start + len(batch)], 0))
+            start += len(batch)
+        return out
+    # The first occurrence of an id (in request order) is the one the store accepted.
+    unclaimed = {s.event.event_id: s for s in appended.accepted}
     for batch in batches:
-        mine = 0
-        for ev in batch:
-            if ev.event_id in unclaimed:
-                unclaimed.discard(ev.event_id)
-                mine += 1
-        out.append(Ingested(mine, len(batch) - mine))
+        mine = [s for s in (unclaimed.pop(ev.event_id, None) for ev in batch) if s is not None]
+        out.append(AppendResult(mine, len(batch) - len(mine)))
     return out

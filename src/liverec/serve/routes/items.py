@@ -1,7 +1,10 @@
-"""The item catalog: upsert one or many, read one, and similar items."""
+"""The item catalog: upsert one or many, read one, and similar items. Upserts run on the engine's
+writer thread (`Engine.upsert_items_async`), reads of the store on a worker thread: the store may be
+busy with another write's fsync."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -11,7 +14,14 @@ from pydantic import TypeAdapter, ValidationError
 from liverec.core.schema import Item, ItemIn
 from liverec.serve.deps import EngineDep, SettingsDep, read_json
 from liverec.serve.engine import Engine
-from liverec.serve.schemas import ItemsUpserted, ItemUpserted, RecommendedItem, SimilarOut, responses
+from liverec.serve.schemas import (
+    ItemsUpserted,
+    ItemUpserted,
+    RecommendedItem,
+    SimilarOut,
+    json_body,
+    responses,
+)
 from liverec.store.base import StoreError
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -35,9 +45,9 @@ def _errors(exc: ValidationError, indexed: bool) -> list[dict[str, Any]]:
     return [{"index": i, "errors": e} for i, e in sorted(by_index.items())]
 
 
-def _upsert(engine: Engine, items: list[Item]) -> int:
+async def _upsert(engine: Engine, items: list[Item]) -> int:
     try:
-        return engine.upsert_items(items)
+        return await engine.upsert_items_async(items)
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable, nothing was written: {exc}") from None
 
@@ -46,9 +56,7 @@ def _upsert(engine: Engine, items: list[Item]) -> int:
     "/{item_id}",
     response_model=ItemUpserted,
     responses=responses(400, 413, 422, 503),
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ITEM_IN_SCHEMA}}}
-    },
+    openapi_extra=json_body(ITEM_IN_SCHEMA),
     summary="Create or replace one item",
 )
 async def put_item(item_id: ItemId, request: Request, engine: EngineDep) -> ItemUpserted | JSONResponse:
@@ -60,7 +68,7 @@ async def put_item(item_id: ItemId, request: Request, engine: EngineDep) -> Item
     except ValidationError as exc:
         detail = "the item is invalid; nothing was written"
         return JSONResponse({"detail": detail, "errors": _errors(exc, indexed=False)}, status_code=422)
-    created = _upsert(engine, [full])
+    created = await _upsert(engine, [full])
     return ItemUpserted(item_id=full.item_id, created=bool(created))
 
 
@@ -68,9 +76,7 @@ async def put_item(item_id: ItemId, request: Request, engine: EngineDep) -> Item
     "",
     response_model=ItemsUpserted,
     responses=responses(400, 413, 422, 503),
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}
-    },
+    openapi_extra=json_body(BATCH_SCHEMA),
     summary="Create or replace a batch of items {'items': [...]}; all-or-nothing",
 )
 async def post_items(
@@ -87,13 +93,13 @@ async def post_items(
         errors = _errors(exc, indexed=True)
         detail = f"{len(errors)} of {len(body['items'])} items are invalid; nothing was written"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
-    created = _upsert(engine, items)
+    created = await _upsert(engine, items)
     return ItemsUpserted(upserted=len(items), created=created)
 
 
 @router.get("/{item_id}", response_model=Item, responses=responses(404), summary="One catalog item")
 async def get_item(item_id: ItemId, engine: EngineDep) -> Item:
-    item = engine.get_item(item_id)
+    item = await asyncio.to_thread(engine.get_item, item_id)
     if item is None:
         raise HTTPException(404, f"no item {item_id!r}")
     return item

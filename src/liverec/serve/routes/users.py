@@ -1,4 +1,5 @@
-"""Per-user resources: recommendations (which also logs impressions) and deletion."""
+"""Per-user resources: recommendations (which also logs impressions) and deletion. Both writes go
+through the engine's writer thread (`Engine.ingest_async`, `Engine.delete_user_async`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from liverec.serve.deps import EngineDep, IngestDep, MetricsDep, SettingsDep
+from liverec.serve.deps import EngineDep, MetricsDep, SettingsDep
 from liverec.serve.engine import impressions
 from liverec.serve.schemas import RecommendationOut, RecommendedItem, UserDeleted, responses
 from liverec.store.base import StoreError
@@ -24,7 +25,6 @@ UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]*$"
 async def recommendations(
     user_id: UserId,
     engine: EngineDep,
-    ingest: IngestDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     k: Annotated[int, Query(ge=1, description="list length")] = 10,
@@ -34,7 +34,7 @@ async def recommendations(
         raise HTTPException(422, f"k={k} is above the limit of {settings.server.max_k}")
     rec = engine.recommend(user_id, k, exclude_seen, log_impressions=False)
     try:  # the served list is durable in the log before the client sees it
-        await ingest.submit(impressions(user_id, rec))
+        await engine.ingest_async(impressions(user_id, rec))
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable: {exc}") from None
     metrics.impressions.inc(len(rec.items))
@@ -54,7 +54,7 @@ async def recommendations(
 )
 async def delete_user(user_id: UserId, engine: EngineDep) -> UserDeleted:
     try:
-        counts = engine.delete_user(user_id)
+        counts = await engine.delete_user_async(user_id)
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable, nothing was deleted: {exc}") from None
     return UserDeleted(**counts)
