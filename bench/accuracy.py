@@ -197,7 +197,7 @@ def run_transformer(
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A configuration's `TransformerConfig` fields and its `TrainConfig` fields: a candidate may set
     either (their names never overlap); the train ones override `TRAIN`."""
-    train = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    train = {k: v for k, v in config.items() if k in TrainConfig.model_fields}
     return {k: v for k, v in config.items() if k not in train}, train
 
 
@@ -490,7 +490,15 @@ def main() -> None:
         "--tune-seeds", type=int, nargs="+", help="with --tune: seeds per candidate (default: the first seed)"
     )
     p.add_argument("--skip", nargs="*", default=[], choices=["baselines", "transformer", "cold"])
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=TRAIN["max_seconds"],
+        help="training time budget of each run (0 = none: runs end by epochs alone, so a loaded "
+        "machine gives the same figures as an idle one)",
+    )
     args = p.parse_args()
+    TRAIN["max_seconds"] = args.max_seconds
 
     seqs = load(args)
     split = leave_one_out(seqs, min_len=5)

@@ -168,5 +168,5 @@ def test_train_refuses_unknown_model_settings(world: dict[str, Any], tmp_path: P
     bad.write_text(CONFIG.replace("d_model = 16", "d_modle = 16"))
     result = run("train", "-c", str(bad), "--epochs", "1", "--no-text")
     assert result.exit_code == 2
-    assert "unknown model setting(s): d_modle" in said(result)
+    assert "unknown key 'd_modle' (did you mean 'd_model'?)" in said(result)
     assert ModelRegistry(world["data"] / "registry").list_versions() == []

@@ -136,8 +136,8 @@ def test_weights_and_window_come_from_settings() -> None:
         act("u", "b", EventType.purchase, T0 + 61, "r1", 1),  # past the 60 s window
     ]
     assert by_key(joiner.feed_many(log) + joiner.flush()) == {("r1", 0): 10.0, ("r1", 1): 0.0}
-    with pytest.raises(ValueError, match="unknown \\[join\\]"):
-        JoinConfig.from_table({"window": 60})
+    with pytest.raises(ValueError, match=r"join\n.*unknown key 'window' \(did you mean 'window_s'\?\)"):
+        Settings(join={"window": 60})
     with pytest.raises(ValueError, match="aggregate"):
         JoinConfig(aggregate="mean")
 

@@ -11,7 +11,7 @@ from liverec.model.softmax import full_softmax_xent
 
 
 def case(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
-    """h (11, 4), table (9, 4), targets, blocked padding and item 5, and a seen item per row."""
+    """h (11, 4), table (9, 4), targets, blocked padding and item 5."""
     g = torch.Generator().manual_seed(0)
     h = torch.randn(11, 4, generator=g, dtype=dtype)
     table = torch.randn(9, 4, generator=g, dtype=dtype)
@@ -19,18 +19,12 @@ def case(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
     y[y == 5] = 6
     blocked = torch.zeros(9, dtype=torch.bool)
     blocked[[0, 5]] = True
-    seen = torch.randint(0, 9, (11, 2), generator=g)
-    seen[seen == y.unsqueeze(1)] = 0  # a row's target is never blocked
-    return h, table, y, blocked, seen
+    return h, table, y, blocked
 
 
-def plain(
-    h: torch.Tensor, table: torch.Tensor, y: torch.Tensor, blocked: torch.Tensor, seen: torch.Tensor
-) -> torch.Tensor:
+def plain(h: torch.Tensor, table: torch.Tensor, y: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
     """The (P, N+1) logits built whole, then torch's fused cross-entropy."""
-    logits = (h @ table.T).masked_fill(blocked, -torch.inf)
-    logits = logits.scatter(1, seen, -torch.inf)
-    return F.cross_entropy(logits, y)
+    return F.cross_entropy((h @ table.T).masked_fill(blocked, -torch.inf), y)
 
 
 @pytest.mark.parametrize(
@@ -42,11 +36,11 @@ def test_loss_and_gradients_equal_the_plain_softmax(
 ) -> None:
     monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", plain_elements)
     monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", block_elements)
-    h, table, y, blocked, seen = case()
+    h, table, y, blocked = case()
     grads = []
     for fn in (full_softmax_xent, plain):
         hh, tt = h.clone().requires_grad_(), table.clone().requires_grad_()
-        loss = fn(hh, tt, y, blocked, seen)
+        loss = fn(hh, tt, y, blocked)
         (3.0 * loss).backward()  # an upstream gradient other than 1
         assert hh.grad is not None and tt.grad is not None
         grads.append((loss.detach(), hh.grad, tt.grad))
@@ -55,19 +49,11 @@ def test_loss_and_gradients_equal_the_plain_softmax(
     assert grads[0][2][5].abs().sum() == 0  # a blocked item gets no gradient
 
 
-def test_seen_columns_change_the_loss_and_none_means_no_seen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", 0)
-    h, table, y, blocked, seen = case()
-    without = full_softmax_xent(h, table, y, blocked)
-    torch.testing.assert_close(without, plain(h, table, y, blocked, torch.zeros_like(seen)))
-    assert full_softmax_xent(h, table, y, blocked, seen) < without  # fewer competitors
-
-
 def test_gradcheck_in_double(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(softmax, "PLAIN_ELEMENTS", 0)
     monkeypatch.setattr(softmax, "BLOCK_ELEMENTS", 36)  # 4 rows per block
-    h, table, y, blocked, seen = case(torch.float64)
+    h, table, y, blocked = case(torch.float64)
     assert torch.autograd.gradcheck(
-        lambda a, b: full_softmax_xent(a, b, y, blocked, seen),
+        lambda a, b: full_softmax_xent(a, b, y, blocked),
         (h.requires_grad_(), table.requires_grad_()),
     )

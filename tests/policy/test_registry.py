@@ -37,3 +37,19 @@ def test_unknown_names_and_params_raise_clearly() -> None:
     with pytest.raises(ValueError):
         make_policy("epsilon", epsilon=2.0)
     assert policy_params("linucb") == ["alpha", "lam", "user_weight", "user_lam", "user_window"]
+
+
+def test_the_settings_table_of_policy_parameters_matches_the_constructors() -> None:
+    """`[policy]` is checked at load against `POLICY_PARAMS` (settings imports nothing from liverec);
+    this keeps that table equal to what each constructor takes, and every parameter a typed field."""
+    from typing import get_args
+
+    from liverec.settings import MMR_KEYS, POLICY_PARAMS, PolicyName, PolicySettings
+
+    assert set(get_args(PolicyName)) == set(POLICY_PARAMS) == set(POLICIES)
+    for name in POLICIES:
+        assert list(POLICY_PARAMS[name]) == policy_params(name), name
+    every = {p for params in POLICY_PARAMS.values() for p in params}
+    serving = {"name", "candidates", "new_item_slots", "new_item_positives"}
+    assert set(PolicySettings.model_fields) == every | set(MMR_KEYS) | serving
+    assert policy_params("greedy") == []  # not object.__init__'s *args, **kwargs

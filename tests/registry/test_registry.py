@@ -264,3 +264,27 @@ def test_a_snapshot_from_before_star_ratings_loads_and_scores_as_it_did(tmp_path
     assert not torch.allclose(
         model.score_last(seq, torch.full_like(seq, EVENT_TYPE_IDS[EventType.click])), as_old
     )
+
+
+def test_a_snapshot_saved_with_options_since_removed_loads_only_if_they_were_off(tmp_path: Path) -> None:
+    """Older code saved seven more model options. At the value where they did nothing they are dropped
+    and the snapshot scores as saved; trained with one on, the version is unreadable, naming it."""
+    torch.manual_seed(0)
+    net = SASRec(TransformerConfig(n_items=20, text_dim=0, d_model=16, n_layers=1, n_heads=1)).eval()
+    reg = ModelRegistry(tmp_path / "registry")
+    version = reg.save(net, [f"i{k}" for k in range(20)])
+    path = reg.versions_dir / version / "meta.json"
+    meta = json.loads(path.read_text())
+    off: dict[str, object] = {"input_dropout": 0.0, "label_smoothing": 0.0, "exclude_seen": False}
+    off |= {"future": 1, "future_decay": 0.5, "block": "prenorm", "time_gaps": False}
+    path.write_text(json.dumps({**meta, "config": {**meta["config"], **off}}))
+    model = reg.load(version).model
+    assert model.config == net.config
+    seq = torch.tensor([[3, 7, 1, 12]])
+    assert torch.equal(model.score_last(seq), net.score_last(seq))
+    path.write_text(json.dumps({**meta, "config": {**meta["config"], **off, "block": "gated"}}))
+    with pytest.raises(RegistryError, match="block = 'gated' was removed"):
+        reg.load(version)
+    path.write_text(json.dumps({**meta, "config": {**meta["config"], **off, "time_gaps": True}}))
+    with pytest.raises(RegistryError, match="time_gaps = True was removed"):
+        reg.load(version)

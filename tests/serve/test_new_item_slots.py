@@ -88,9 +88,8 @@ def test_recommender_rejects_bad_slot_settings() -> None:
 
 
 def test_a_negative_slot_count_in_settings_fails_before_anything_opens(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", policy={"name": "greedy", "new_item_slots": -1})
-    with pytest.raises(ValueError, match=r"\[policy\] new_item_slots must be >= 0"):
-        Engine(settings)
+    with pytest.raises(ValueError, match=r"policy.new_item_slots\n.*greater than or equal to 0"):
+        Engine(Settings(data_dir=tmp_path / "data", policy={"name": "greedy", "new_item_slots": -1}))
     assert not (tmp_path / "data").exists()  # no store was created
 
 

@@ -20,6 +20,7 @@ import torch
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry
+from liverec.settings import PolicySettings
 from support.api import start_server
 from support.world import (
     CROWD,
@@ -346,7 +347,7 @@ def test_a_new_model_version_rebases_the_policy_on_its_vectors(
 ) -> None:
     """LinUCB learns on the served model's vectors; when another version starts serving, what it
     learned on the old vector space is dropped (prior again), and so are slates awaiting feedback."""
-    settings = make_settings(tmp_path / "data").model_copy(update={"policy": {"name": "linucb"}})
+    settings = make_settings(tmp_path / "data").model_copy(update={"policy": PolicySettings(name="linucb")})
     fill_store(settings, world_items(), crowd_events(), encoder)
     registry = ModelRegistry(settings.registry_path)
     registry.promote(registry.save(trained.fresh(), trained.vocab))
@@ -374,7 +375,7 @@ def test_a_new_item_slot_gives_the_policy_the_slot_items_own_vector(
 ) -> None:
     """With `[policy] new_item_slots`, the last position holds an item nobody has clicked, and the
     vector LinUCB will learn from for that position is that item's, not some candidate's."""
-    policy = {"name": "linucb", "new_item_slots": 1, "new_item_positives": 1}
+    policy = PolicySettings(name="linucb", new_item_slots=1, new_item_positives=1)
     settings = make_settings(tmp_path / "data").model_copy(update={"policy": policy})
     fill_store(settings, world_items([*ITEM_IDS, *NEW_TEXT]), crowd_events(), encoder)
     registry = ModelRegistry(settings.registry_path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class Rig:
         f = Follower(
             self.store,
             self.registry,
-            replace(online),  # a copy: tests may change its learning rate
+            online.model_copy(),  # a copy: tests may change its learning rate
             gate,
             self.settings.rewards,
             filters,

@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from fastapi.testclient import TestClient
@@ -23,7 +23,7 @@ from support.world import same_weights, start_engine, wait_until
 
 from .conftest import GATE, ONLINE, PAGE, Rig, click, max_abs, stream, weights
 
-EVERY_PAGE = replace(GATE, publish_events=PAGE)  # one decision per page
+EVERY_PAGE = GATE.model_copy(update={"publish_events": PAGE})  # one decision per page
 
 
 @dataclass
@@ -102,7 +102,7 @@ def test_a_good_candidate_is_published_with_the_right_trainer_offset_and_served(
     v1 = rig.registry.load(rig.v1)
     again = ModelRegistry(rig.registry.root.parent / "again")
     again.promote(again.save(v1.model, v1.vocab, extra={"trainer_offset": v1.meta["trainer_offset"]}))
-    learner = Follower(rig.store, again, replace(ONLINE), GATE, rig.settings.rewards).start()
+    learner = Follower(rig.store, again, ONLINE.model_copy(), GATE, rig.settings.rewards).start()
     start = learner.offset
     offsets = [rig.registry.meta(v)["trainer_offset"] for v in published]
     assert offsets == sorted(offsets) and start < offsets[0] < offsets[-1] <= rig.store.last_offset()
@@ -175,7 +175,7 @@ def test_old_online_versions_are_pruned_but_live_history_and_offline_ones_never_
     offline = reg.save(net, rig.trained.vocab, extra={"trainer_offset": 1})  # trained, not promoted
     stray = [reg.save(net, rig.trained.vocab, extra={"online": True}) for _ in range(4)]  # off history
     rig.append(stream(4))
-    f = rig.follower(gate=replace(EVERY_PAGE, keep_versions=2))
+    f = rig.follower(gate=EVERY_PAGE.model_copy(update={"keep_versions": 2}))
     decisions = drive(f)
     published = [d.published for d in decisions if d.published]
     assert len(published) >= 2
@@ -195,7 +195,9 @@ def test_events_the_filter_holds_back_are_not_scored_by_the_gate(rig: Rig) -> No
     t = real[-1].timestamp
     burst = [click("u5", "space-3", t + k * 0.01, event_id=f"bot-{k}") for k in range(500)]
     rig.append(real + burst)
-    f = rig.follower(gate=replace(GATE, min_eval=1, eval_per_page=1_000), filters=FilterConfig())
+    f = rig.follower(
+        gate=GATE.model_copy(update={"min_eval": 1, "eval_per_page": 1_000}), filters=FilterConfig()
+    )
     learner = f.start()
     stats = f.step(rig.store.read(learner.offset, 1_000))
     assert stats.held_back == 499

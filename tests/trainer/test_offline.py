@@ -4,11 +4,11 @@ run, settings typos are refused, and random crops reach every part of a long his
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from liverec.core.features import Seq
 from liverec.core.metrics import evaluate
@@ -26,7 +26,6 @@ from liverec.trainer.offline import (
     scorer,
     shuffle_ties,
     train,
-    train_config,
     training_batches,
 )
 from support.world import same_weights, state_of, world_sequences
@@ -99,18 +98,13 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
 
 
 def test_unknown_settings_are_rejected_with_their_names() -> None:
-    """Typos in [model] / [train] fail loudly, naming the bad keys; known keys apply."""
+    """Typos in [model] fail loudly, naming the bad keys; known keys apply ([train] and the other
+    tables: tests/test_settings.py)."""
     with pytest.raises(ValueError, match=r"unknown model setting\(s\): colour, d_modle"):
         build_model(10, None, {"d_modle": 16, "colour": "red", "n_layers": 1})
-    with pytest.raises(ValueError, match=r"unknown train setting\(s\): epoch"):
-        train_config({"epoch": 3})
-    with pytest.raises(ValueError, match=r"unknown train setting\(s\): learning_rate"):
-        train_config({"epochs": 3}, learning_rate=0.1)
     model = build_model(10, None, {"d_model": 24, "n_heads": 3, "n_items": 999})
     assert (model.config.d_model, model.config.n_heads, model.config.n_items) == (24, 3, 10)
     assert model.config.text_dim == 0 and model.text_proj is None  # no text given
-    cfg = train_config({"epochs": 3, "lr": 0.5}, seed=5)
-    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.batch_size) == (3, 0.5, 5, TrainConfig().batch_size)
 
 
 def test_random_crops_cover_long_histories() -> None:
@@ -122,7 +116,7 @@ def test_random_crops_cover_long_histories() -> None:
     config = TransformerConfig(n_items=200, max_len=8)
     covered: set[int] = set()
     for _ in range(100):
-        for (inp, _, _), tgt in training_batches([long, short], config, batch_size=4, rng=rng, crop=True):
+        for (inp, _), tgt in training_batches([long, short], config, batch_size=4, rng=rng, crop=True):
             assert inp.shape == tgt.shape and inp.shape[1] == 8
             for row_in, row_tgt in zip(inp, tgt, strict=True):
                 real_in, real_tgt = row_in[row_in > 0] - 1, row_tgt[row_tgt > 0] - 1
@@ -136,7 +130,7 @@ def test_random_crops_cover_long_histories() -> None:
     assert covered == set(range(40))
 
     fixed: set[int] = set()
-    for (inp, _, _), tgt in training_batches([long], config, batch_size=4, rng=rng, crop=False):
+    for (inp, _), tgt in training_batches([long], config, batch_size=4, rng=rng, crop=False):
         fixed.update((inp[inp > 0] - 1).tolist() + (tgt[tgt > 0] - 1).tolist())
     assert fixed == set(range(31, 40))
 
@@ -170,13 +164,13 @@ def test_refit_learns_validation_targets_up_to_the_chosen_epoch_on_the_selection
     # the same three epochs on a schedule that ends at epoch 3 give other weights
     torch.manual_seed(cfg.seed)
     squeezed = build_model(split.n_items, None, TINY)
-    squeeze = replace(cfg, epochs=3)
+    squeeze = cfg.model_copy(update={"epochs": 3})
     train(squeezed, split.train_with_val(), [], np.empty(0, np.int64), squeeze, exclude=split.cold_items)
     assert not same_weights(state_of(refit), state_of(squeezed))
     # ... and replaying the selection schedule for 3 epochs reproduces the refit exactly
     torch.manual_seed(cfg.seed)
     replay = build_model(split.n_items, None, TINY)
-    replayed = replace(cfg, epochs=len(selection.history), stop_after=3)
+    replayed = cfg.model_copy(update={"epochs": len(selection.history), "stop_after": 3})
     train(replay, split.train_with_val(), [], np.empty(0, np.int64), replayed, exclude=split.cold_items)
     assert same_weights(state_of(refit), state_of(replay))
     # more targets than the selection run saw, none of them a held-out item
@@ -199,7 +193,7 @@ def test_refit_after_patience_keeps_the_schedule_the_selection_run_was_on() -> N
     refit, _ = refit_transformer(split, None, TINY, cfg, selection)
     torch.manual_seed(cfg.seed)
     replay = build_model(split.n_items, None, TINY)
-    replayed = replace(cfg, epochs=cfg.epochs, stop_after=selection.best_epoch, patience=10**9)
+    replayed = cfg.model_copy(update={"stop_after": selection.best_epoch, "patience": 10**9})
     train(replay, split.train_with_val(), [], np.empty(0, np.int64), replayed, exclude=split.cold_items)
     assert same_weights(state_of(refit), state_of(replay))
 
@@ -243,7 +237,7 @@ def test_training_batches_shuffle_ties_only_when_asked() -> None:
     config = TransformerConfig(n_items=10, max_len=8)
 
     def window(ties: bool, rng: np.random.Generator) -> list[int]:
-        [((inp, _, _), tgt)] = training_batches([s], config, batch_size=4, rng=rng, crop=False, ties=ties)
+        [((inp, _), tgt)] = training_batches([s], config, batch_size=4, rng=rng, crop=False, ties=ties)
         return [int(inp[0, inp[0] > 0][0]) - 1, *(tgt[0, tgt[0] > 0] - 1).tolist()]
 
     rng = np.random.default_rng(1)
@@ -266,7 +260,7 @@ def test_train_shuffles_ties_only_when_configured_and_only_where_times_tie() -> 
     def weights(seqs: list[np.ndarray], shuffle: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         model = build_model(N_ITEMS, None, TINY)
-        train(model, seqs, [], np.empty(0, np.int64), replace(cfg, shuffle_ties=shuffle))
+        train(model, seqs, [], np.empty(0, np.int64), cfg.model_copy(update={"shuffle_ties": shuffle}))
         return state_of(model)
 
     assert same_weights(weights(untied, True), weights(untied, False))
@@ -274,13 +268,13 @@ def test_train_shuffles_ties_only_when_configured_and_only_where_times_tie() -> 
     assert not same_weights(weights(tied, True), weights(tied, False))
 
 
-def test_reversed_seq_runs_back_to_front_with_gaps_and_ties_kept() -> None:
+def test_reversed_seq_runs_back_to_front_with_ties_kept() -> None:
     s = Seq(np.array([4, 5, 6, 7]), np.array([10.0, 10.0, 13.0, 20.0]), np.array([1, 2, 3, 1]))
     r = reversed_seq(s)
     assert isinstance(r, Seq) and r.times is not None and r.types is not None
     assert r.tolist() == [7, 6, 5, 4]
     assert r.types.tolist() == [1, 3, 2, 1]  # each item keeps its own type
-    assert np.all(np.diff(r.times) >= 0)  # times still rise, so gaps and ties mean what they did
+    assert np.all(np.diff(r.times) >= 0)  # times still rise, so ties mean what they did
     assert np.diff(r.times).tolist() == [7.0, 3.0, 0.0]
     assert reversed_seq(np.array([1, 2, 3])).tolist() == [3, 2, 1]
 
@@ -294,7 +288,7 @@ def test_training_batches_reverse_adds_back_to_front_copies() -> None:
     def windows(reverse: float, seed: int = 0) -> list[list[int]]:
         out = []
         rng = np.random.default_rng(seed)
-        for (inp, _, _), tgt in training_batches(seqs, config, 4, rng, crop=False, reverse=reverse):
+        for (inp, _), tgt in training_batches(seqs, config, 4, rng, crop=False, reverse=reverse):
             for b in range(len(inp)):
                 real = inp[b][inp[b] > 0] - 1
                 out.append([*real.tolist(), int(tgt[b, -1]) - 1])
@@ -307,7 +301,7 @@ def test_training_batches_reverse_adds_back_to_front_copies() -> None:
 
     def batches(seed: int, **kw: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(seed)
-        return [(inp, tgt) for (inp, _, _), tgt in training_batches(seqs, config, 4, rng, crop=False, **kw)]
+        return [(inp, tgt) for (inp, _), tgt in training_batches(seqs, config, 4, rng, crop=False, **kw)]
 
     pairs = zip(batches(3, reverse=0.0), batches(3), strict=True)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
@@ -328,7 +322,7 @@ def test_train_reverse_reaches_training() -> None:
         train(model, seqs, [], np.empty(0, np.int64), c)
         return state_of(model)
 
-    assert same_weights(weights(replace(cfg, reverse=0.0)), weights(cfg))
-    assert not same_weights(weights(replace(cfg, reverse=1.0)), weights(cfg))
-    with pytest.raises(ValueError, match="reverse is a share"):
-        weights(replace(cfg, reverse=1.5))
+    assert same_weights(weights(cfg.model_copy(update={"reverse": 0.0})), weights(cfg))
+    assert not same_weights(weights(cfg.model_copy(update={"reverse": 1.0})), weights(cfg))
+    with pytest.raises(ValidationError, match=r"reverse\n.*less than or equal to 1"):
+        TrainConfig.model_validate({**cfg.model_dump(), "reverse": 1.5})  # a share, checked on load

@@ -4,18 +4,16 @@ with text, EMA, explicit negatives, stale items, rebuilding without training, ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from liverec.core.features import gap_buckets
 from liverec.core.schema import Event, EventType, Item, StoredEvent
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
-from liverec.trainer.online import OnlineLearner, Track, pad_moments
+from liverec.trainer.online import OnlineConfig, OnlineLearner, Track, pad_moments
 from liverec.trainer.replay import ReplayBuffer
 from support.world import NEW_TEXT, T0, same_weights
 
@@ -37,7 +35,7 @@ def stored(events: Sequence[Event], first: int = 1) -> list[StoredEvent]:
 
 
 def learner(trained: Trained, **cfg: Any) -> OnlineLearner:
-    return OnlineLearner(trained.fresh(), trained.vocab, replace(ONLINE, **cfg))
+    return OnlineLearner(trained.fresh(), trained.vocab, ONLINE.model_copy(update=cfg))
 
 
 def idx(lrn: OnlineLearner, item: str) -> int:
@@ -134,7 +132,7 @@ def test_a_new_item_gets_a_text_initialised_row_in_both_nets_and_in_adams_state(
     def text_fn(ids: list[str]) -> dict[str, np.ndarray]:
         return {i: encoder.encode([NEW_TEXT[i]])[0] for i in ids if i in NEW_TEXT}
 
-    lrn = OnlineLearner(trained.fresh(), trained.vocab, replace(ONLINE), text_fn=text_fn)
+    lrn = OnlineLearner(trained.fresh(), trained.vocab, ONLINE.model_copy(), text_fn=text_fn)
     lrn.fold(stored(history()), train=False)
     lrn.fold(stored(stream(1), first=5_000))  # some steps: Adam has state for every row
     emb = lrn.net.id_emb.weight
@@ -272,32 +270,30 @@ def test_a_checkpoint_resumes_with_the_same_weights_offset_and_state(rig: Rig) -
     assert b.offset == rig.store.last_offset() and b.examples > a.examples
 
 
-def test_track_windows_match_gap_buckets_of_the_whole_sequence() -> None:
-    """`Track` keeps each entry's gap bucket as it is appended; its windows (with and without extra
-    entries not folded in yet) equal left-padded `gap_buckets` over the full first-engagement times."""
+def test_track_windows_are_the_left_padded_tail_of_the_whole_sequence() -> None:
+    """`Track` windows (with and without extra entries not folded in yet) are the newest items and
+    their event types, left-padded; a repeat of the newest engagement only deepens its type."""
     rng = np.random.default_rng(0)
     for trial in range(50):
-        track, items, times, types = Track.empty(200), [], [], []
+        track, items, types = Track.empty(200), [], []
         t = 1e9
         for _ in range(int(rng.integers(0, 40))):
             t += float(rng.exponential(3_000.0))
             idx, kind = int(rng.integers(1, 6)), int(rng.integers(1, 4))
             if track.add(idx, t, kind):
-                items.append(idx), times.append(t), types.append(kind)
+                items.append(idx), types.append(kind)
             else:  # a repeat of the same engagement: only the type deepens
                 assert items and items[-1] == idx
                 types[-1] = kind
-        extra = [(int(rng.integers(1, 6)), t + 60.0 * (k + 1), 1) for k in range(trial % 3)]
+        extra = [(int(rng.integers(1, 6)), int(rng.integers(1, 4))) for _ in range(trial % 3)]
         all_items = items + [e[0] for e in extra]
-        all_times = times + [e[1] for e in extra]
-        all_types = types + [e[2] for e in extra]
+        all_types = types + [e[1] for e in extra]
         for length in (1, 5, 20):
-            want = np.zeros((3, length), np.int64)
+            want = np.zeros((2, length), np.int64)
             n = min(length, len(all_items))
             if n:
                 want[0, length - n :] = all_items[-n:]
-                want[1, length - n :] = gap_buckets(np.asarray(all_times))[-n:]
-                want[2, length - n :] = all_types[-n:]
+                want[1, length - n :] = all_types[-n:]
             np.testing.assert_array_equal(track.example(length, extra), want)
 
 
@@ -360,9 +356,10 @@ def test_sharded_steps_learn_what_one_shard_learns(trained: Trained) -> None:
     assert same_weights(*runs)
 
 
-def test_shards_must_be_positive(trained: Trained) -> None:
+def test_shards_must_be_positive() -> None:
+    """Checked where the settings load (`OnlineConfig`), before any learner is built."""
     with pytest.raises(ValueError, match="shards"):
-        learner(trained, shards=0)
+        OnlineConfig(shards=0)
 
 
 def test_restored_adam_moments_are_padded_for_rows_the_parameter_gained() -> None:

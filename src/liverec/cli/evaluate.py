@@ -11,8 +11,6 @@ from rich.table import Column, Table
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, settings_from
 from liverec.cli.data import Format, read_dataset
-from liverec.events.datasets import DatasetError
-from liverec.store import StoreError, open_store
 
 evaluate_app = typer.Typer(help="Evaluate models honestly.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
@@ -50,7 +48,9 @@ def offline(
     from liverec.core.split import leave_one_out, sequences_from_events
     from liverec.evaluate.offline import baselines as run_baselines
     from liverec.evaluate.offline import rank_snapshot_all, sequences_from_store, served_rules, with_interval
+    from liverec.events.datasets import DatasetError
     from liverec.registry.registry import ModelRegistry, RegistryError
+    from liverec.store import StoreError, open_store
 
     settings = settings_from(config, store)
     try:
@@ -105,10 +105,9 @@ def prequential(
     from liverec.core.split import sequences_from_events
     from liverec.evaluate.plots import plot_windows
     from liverec.evaluate.prequential import prequential as run
+    from liverec.events.datasets import DatasetError
     from liverec.model.text import TextEncoder
-    from liverec.trainer.configs import from_table
-    from liverec.trainer.offline import train_config
-    from liverec.trainer.online import OnlineConfig
+    from liverec.store import open_store
 
     settings = settings_from(config)
     try:
@@ -124,12 +123,8 @@ def prequential(
     runs = []
     for seed in seeds or [0, 1, 2]:
         console.print(f"seed {seed}")
-        try:
-            train = train_config(settings.train, seed=seed)
-            online = from_table(OnlineConfig, settings.online, "online", seed=seed)
-        except (TypeError, ValueError) as exc:
-            fail(str(exc))
-            return
+        train = settings.train.model_copy(update={"seed": seed})
+        online = settings.online.model_copy(update={"seed": seed})
         runs.append(
             run(ds, vectors, settings.model, train, online, offline_fraction, delay, log=console.print)
         )
@@ -213,6 +208,8 @@ def ope(
 
     from liverec.evaluate.ope import logged_report
     from liverec.events.join import RewardJoiner
+    from liverec.settings import redact_url
+    from liverec.store import StoreError, open_store
 
     settings = settings_from(config, store)
     try:
@@ -230,23 +227,11 @@ def ope(
     print(
         json.dumps(
             {
-                "store": _redact(settings.store_url),
+                "store": redact_url(settings.store_url),
                 "impressions": stats.impressions,
-                "join": {**vars(joiner.config), **vars(stats)},
+                "join": {**joiner.config.model_dump(), **vars(stats)},
                 "policies": policies,
             },
             default=float,
         )
     )
-
-
-def _redact(url: str) -> str:
-    """The store URL without its password (the JSON may end up in logs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

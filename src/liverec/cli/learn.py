@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, settings_from
-from liverec.store import StoreError, open_store
 
 
 @app.command()
@@ -24,22 +23,14 @@ def learn(
 ) -> None:
     """Learn from every event in the log, publishing guarded updates to the model registry."""
     from liverec.registry.registry import ModelRegistry, RegistryError
-    from liverec.trainer.configs import from_table
-    from liverec.trainer.filters import FilterConfig
-    from liverec.trainer.follow import Decision, Follower, GateConfig
-    from liverec.trainer.online import OnlineConfig
+    from liverec.store import StoreError, open_store
+    from liverec.trainer.follow import Decision, Follower
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from(config, store)
-    try:
-        online = from_table(OnlineConfig, settings.online, "online")
-        gate = from_table(
-            GateConfig, settings.gate, "gate", publish_s=publish_s, publish_events=publish_events
-        )
-        filters = from_table(FilterConfig, settings.filters, "filters")
-    except (TypeError, ValueError) as exc:
-        fail(str(exc))
-        return
+    publish = {"publish_s": publish_s, "publish_events": publish_events}
+    gate_args = {k: v for k, v in publish.items() if v is not None}  # [gate] values, validated there
+    settings = settings_from(config, store, **({"gate": gate_args} if gate_args else {}))
+    online, gate, filters = settings.online, settings.gate, settings.filters
     if online.nice > 0:
         os.nice(online.nice)  # learning soaks up idle CPU; the server it shares the machine with comes first
     stopping = {"now": False}

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
-from liverec.store import StoreError, open_store
 
 
 class Promote(StrEnum):
@@ -34,10 +33,13 @@ def train(
     from liverec.evaluate.offline import evaluate_snapshot, split_from_store
     from liverec.model.text import TextEncoder
     from liverec.registry.registry import ModelRegistry, RegistryError
-    from liverec.trainer.offline import EpochLog, build_model, scorer, train_config
+    from liverec.store import StoreError, open_store
+    from liverec.trainer.offline import EpochLog, build_model, scorer
     from liverec.trainer.offline import train as fit
 
-    settings = settings_from(config, store)
+    train_args = {"seed": seed, **({"epochs": epochs} if epochs else {})}  # [train] values, validated
+    settings = settings_from(config, store, train=train_args)
+    cfg = settings.train
     try:
         with open_store(settings.store_url) as st:
             trained_to = st.last_offset()  # the online learner continues from here
@@ -54,10 +56,6 @@ def train(
         return
     try:
         model = build_model(split.n_items, vectors, settings.model)
-        overrides: dict[str, Any] = {"seed": seed}
-        if epochs:
-            overrides["epochs"] = epochs
-        cfg = train_config(settings.train, **overrides)
     except (TypeError, ValueError) as exc:
         fail(f"bad model/train settings: {exc}")
         return
@@ -101,7 +99,7 @@ def train(
         split.seqs.vocab.to_list(),
         metrics,
         parent=live,
-        extra={"train": cfg.to_dict(), "trained_at": time.time(), "trainer_offset": trained_to},
+        extra={"train": cfg.model_dump(), "trained_at": time.time(), "trainer_offset": trained_to},
     )
     console.print(
         f"registered {version}: val ndcg@10 {result.best_val.get('ndcg@10', 0):.4f}, "

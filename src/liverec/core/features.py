@@ -1,14 +1,14 @@
-"""Per-position side features of a sequence: event type and time since the previous interaction.
+"""Per-position side features of a sequence: each interaction's time and event type.
 
 `Seq` is an int64 array of item rows that may also carry ``times`` (epoch seconds) and ``types``
 (event-type ids), aligned with it. Code that only needs items (baselines, metrics) treats it as a
-plain array; the Transformer reads the features when its config asks for them. Slicing a `Seq`
+plain array; the Transformer reads the types when its config asks for them (`event_types`), and
+offline training reads the times to reorder ties (`trainer.offline.shuffle_ties`). Slicing a `Seq`
 drops the features on purpose (a slice would silently misalign them); use `Seq.window`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,6 @@ def event_type_id(kind: EventType, value: float | None = None) -> int:
     if kind is EventType.rating and value is not None:
         return len(EVENT_TYPE_IDS) + min(RATING_STARS, max(1, round(value)))
     return EVENT_TYPE_IDS[kind]
-
-
-N_TIME_GAP_BUCKETS = 32  # log2(seconds since the previous interaction + 1), capped
 
 
 class Seq(np.ndarray):
@@ -81,32 +78,13 @@ class Seq(np.ndarray):
         return Seq(np.append(np.asarray(self), item), times, types)
 
 
-def gap_bucket(seconds: float) -> int:
-    """`gap_buckets` for one gap: the log2 bucket of ``seconds`` since the previous interaction."""
-    return min(int(math.log2(max(seconds, 0.0) + 1.0)), N_TIME_GAP_BUCKETS - 1)
-
-
-def gap_buckets(times: np.ndarray) -> np.ndarray:
-    """(T,) int64 log2 buckets of seconds since the previous interaction (0 for the first)."""
-    t = np.asarray(times, dtype=np.float64)
-    gaps = np.diff(t, prepend=t[:1]) if len(t) else t
-    return np.minimum(np.log2(np.maximum(gaps, 0.0) + 1.0).astype(np.int64), N_TIME_GAP_BUCKETS - 1)
-
-
-def left_pad_features(
-    seqs: list[np.ndarray], length: int, gaps: bool, types: bool
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(B, length) int64 gap buckets and event-type ids, left-padded with 0, as the items are;
-    None for a feature not asked for. Sequences without the feature get zeros."""
-    g = np.zeros((len(seqs), length), dtype=np.int64) if gaps else None
-    y = np.zeros((len(seqs), length), dtype=np.int64) if types else None
+def left_pad_types(seqs: list[np.ndarray], length: int) -> np.ndarray:
+    """(B, length) int64 event-type ids, left-padded with 0, as the items are. A sequence without
+    types gets zeros."""
+    out = np.zeros((len(seqs), length), dtype=np.int64)
     for b, s in enumerate(seqs):
         n = min(len(s), length)
-        times, kinds = getattr(s, "times", None), getattr(s, "types", None)
-        if n == 0:
-            continue
-        if g is not None and times is not None:
-            g[b, length - n :] = gap_buckets(times)[-n:]
-        if y is not None and kinds is not None:
-            y[b, length - n :] = kinds[-n:]
-    return g, y
+        kinds = getattr(s, "types", None)
+        if n and kinds is not None:
+            out[b, length - n :] = kinds[-n:]
+    return out

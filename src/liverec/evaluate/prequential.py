@@ -29,7 +29,7 @@ from liverec.core.schema import EventType, StoredEvent
 from liverec.core.sequence import Engagements
 from liverec.core.split import leave_one_out, sequences_from_events
 from liverec.events.datasets import Dataset
-from liverec.trainer.offline import TrainConfig, fit_transformer
+from liverec.trainer.offline import ModelOverrides, TrainConfig, fit_transformer
 from liverec.trainer.online import OnlineConfig, OnlineLearner
 
 Log = Callable[[str], None]
@@ -65,7 +65,7 @@ class Tally:
 def prequential(
     data: Dataset,
     text: np.ndarray | None,
-    model: dict[str, object],
+    model: ModelOverrides,
     train: TrainConfig,
     online: OnlineConfig,
     offline_fraction: float = 0.5,
@@ -121,7 +121,7 @@ def prequential(
                 continue  # the same engagement again: nothing to predict (the learner skips it too)
             user_seen = seen.setdefault(ev.user_id, set())
             if (history is not None and history.items) or before.items:
-                extra = list(zip(before.items, before.times, before.types, strict=True))
+                extra = list(zip(before.items, before.types, strict=True))
                 windows.append(learner.window_of(ev.user_id, max_len, extra))
                 targets.append(idx + 1)
                 excl.append(np.fromiter(user_seen, np.int64))

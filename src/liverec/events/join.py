@@ -8,7 +8,8 @@ and likes (positive) and dislikes and skips (negative) that follow are attribute
   and item (and position, when the reward names one; otherwise the top-most such position);
 - a reward event without a ``request_id`` joins the most recent open impression of that item to that
   user shown at or before the reward's time;
-- either way only within ``window_s`` of the impression (late conversions inside it count).
+- either way only within ``window_s`` of the impression (late conversions inside it count; see
+  `liverec.settings.JoinConfig` for the one window and why it is 300 s).
 
 Time is event time: an impression closes, and its record comes out, once some event with a
 timestamp past ``timestamp + window_s + grace_s`` has been seen (`advance` moves the clock without
@@ -22,51 +23,14 @@ off-policy evaluation see identical joins.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventType, StoredEvent
 from liverec.policy.base import Feedback
-from liverec.settings import Settings
+from liverec.settings import JoinConfig, Settings
 from liverec.store.base import EventStore
-
-AGGREGATES = ("sum", "max")
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    """Attribution settings (the ``[join]`` table of Settings).
-
-    ``aggregate="sum"`` (default) values an impression by everything it led to (click + purchase =
-    1 + 4); ``"max"`` by the best single outcome (repeat clicks count once, click + purchase = 4).
-    Negatives add in under ``sum``; under ``max`` they only matter when nothing positive happened.
-    """
-
-    window_s: float = 1800.0  # rewards up to this long after the impression are attributed to it
-    aggregate: str = "sum"
-    grace_s: float = 0.0  # extra event time to wait for out-of-order events before closing
-    max_open: int = 1_000_000  # hard cap on open impressions; beyond it the oldest close early
-
-    def __post_init__(self) -> None:
-        if not self.window_s >= 0:
-            raise ValueError(f"join window_s must be >= 0, got {self.window_s}")
-        if not self.grace_s >= 0:
-            raise ValueError(f"join grace_s must be >= 0, got {self.grace_s}")
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f"join aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
-        if self.max_open < 1:
-            raise ValueError(f"join max_open must be >= 1, got {self.max_open}")
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> JoinConfig:
-        """From the free-form ``[join]`` table; an unknown key is an error, not silently ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ValueError(f"unknown [join] setting(s): {', '.join(unknown)}; known: {sorted(known)}")
-        return cls(**dict(table))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +116,8 @@ class RewardJoiner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RewardJoiner:
-        return cls(JoinConfig.from_table(settings.join), Rewards(settings.rewards))
+        """The join every part of liverec uses: the ``[join]`` table and the ``[rewards]`` weights."""
+        return cls(settings.join, Rewards(settings.rewards))
 
     @property
     def open_impressions(self) -> int:

@@ -1,13 +1,13 @@
 """From item-row sequences to the Transformer's input tensors: left-padded model indices (catalog
-row + 1, 0 = padding) and, when the config asks for them, time-gap buckets and event types. Shared by
-training and serving, so both feed the network the same way."""
+row + 1, 0 = padding) and, when the config asks for them, event types. Shared by training and
+serving, so both feed the network the same way."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from liverec.core.features import left_pad_features
+from liverec.core.features import left_pad_types
 from liverec.model.transformer import TransformerConfig
 
 
@@ -22,15 +22,12 @@ def left_pad(rows: list[np.ndarray], length: int | None = None) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-Inputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # items, gaps, types: (B, T) int64
+Inputs = tuple[torch.Tensor, torch.Tensor | None]  # items, event types: (B, T) int64
 
 
 def model_inputs(seqs: list[np.ndarray], config: TransformerConfig, length: int | None = None) -> Inputs:
-    """Left-padded items and, if the config uses them, time-gap buckets and event types."""
+    """Left-padded items and, if the config uses them, event types."""
     items = left_pad(seqs, length)
-    gaps, types = left_pad_features(seqs, items.shape[1], config.time_gaps, config.event_types)
-    return (
-        items,
-        None if gaps is None else torch.from_numpy(gaps),
-        None if types is None else torch.from_numpy(types),
-    )
+    if not config.event_types:
+        return items, None
+    return items, torch.from_numpy(left_pad_types(seqs, items.shape[1]))

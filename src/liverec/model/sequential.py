@@ -107,9 +107,8 @@ class SequentialModel(Model):
         start = max(0, len(user.items) - c.max_len)
         rows = np.fromiter(islice(user.items, start, None), dtype=np.int64)
         known = rows < len(self._to_model)  # rows added after the last sync are skipped
-        times = np.fromiter(islice(user.times, start, None), np.float64)[known] if c.time_gaps else None
         types = np.fromiter(islice(user.types, start, None), np.int64)[known] if c.event_types else None
-        return self._encode([Seq(rows[known], times, types)])
+        return self._encode([Seq(rows[known], None, types)])
 
     def _encode(self, seqs: list[np.ndarray]) -> Inputs:
         """Catalog-row sequences -> left-padded model inputs (indices via the catalog alignment)."""
@@ -130,12 +129,12 @@ class SequentialModel(Model):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         if user is None or not user.items:
             return self.fallback.score(user, n_items, user_id), None
-        seq, gaps, types = self._inputs(user)
+        seq, types = self._inputs(user)
         if not bool((seq != 0).any()):
             return self.fallback.score(user, n_items, user_id), None
         table = self._table
         with torch.no_grad():
-            h = self.net.forward(seq, types, gaps, table=self._net_table, last=True)[0, -1]  # (D,)
+            h = self.net.forward(seq, types, table=self._net_table, last=True)[0, -1]  # (D,)
             scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
@@ -155,8 +154,8 @@ class SequentialModel(Model):
         out = []
         with torch.no_grad():
             for i in range(0, len(seqs), batch):
-                items, gaps, types = self._encode(seqs[i : i + batch])
-                h = self.net.forward(items, types, gaps, table=self._net_table, last=True)[:, -1]  # (b, D)
+                items, types = self._encode(seqs[i : i + batch])
+                h = self.net.forward(items, types, table=self._net_table, last=True)[:, -1]  # (b, D)
                 out.append((h @ self._table.T).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self._table)), np.float32)
 

@@ -24,15 +24,11 @@ BLOCK_ELEMENTS = 1 << 21  # logits per block: 8 MB of float32, whatever the cata
 PLAIN_ELEMENTS = 1 << 23
 
 
-def masked_logits(
-    h: Tensor, table: Tensor, blocked: Tensor, seen: Tensor | None, rows: slice = slice(None)
-) -> Tensor:
-    """(R, N+1) logits of a block of rows (all by default), blocked columns and each row's seen items
-    at -inf; masked in place (the product's backward does not read its output)."""
+def masked_logits(h: Tensor, table: Tensor, blocked: Tensor, rows: slice = slice(None)) -> Tensor:
+    """(R, N+1) logits of a block of rows (all by default), blocked columns at -inf; masked in place
+    (the product's backward does not read its output)."""
     z = h[rows] @ table.T
     z.masked_fill_(blocked, -torch.inf)
-    if seen is not None:
-        z.scatter_(1, seen[rows], -torch.inf)
     return z
 
 
@@ -43,38 +39,33 @@ def _blocks(n_rows: int, n_cols: int) -> list[slice]:
 
 class _SoftmaxXent(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx: Any, h: Tensor, table: Tensor, y: Tensor, blocked: Tensor, seen: Tensor | None
-    ) -> Tensor:
+    def forward(ctx: Any, h: Tensor, table: Tensor, y: Tensor, blocked: Tensor) -> Tensor:
         total = h.new_zeros(())
         for rows in _blocks(len(h), len(table)):
-            total += F.cross_entropy(masked_logits(h, table, blocked, seen, rows), y[rows], reduction="sum")
-        ctx.save_for_backward(h, table, y, blocked, seen)
+            total += F.cross_entropy(masked_logits(h, table, blocked, rows), y[rows], reduction="sum")
+        ctx.save_for_backward(h, table, y, blocked)
         return total / max(1, len(h))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        h, table, y, blocked, seen = ctx.saved_tensors
+        h, table, y, blocked = ctx.saved_tensors
         scale = grad / max(1, len(h))
         grad_h, grad_table = torch.empty_like(h), torch.zeros_like(table)
         for rows in _blocks(len(h), len(table)):
-            p = torch.softmax(masked_logits(h, table, blocked, seen, rows), dim=1)  # (R, N+1)
+            p = torch.softmax(masked_logits(h, table, blocked, rows), dim=1)  # (R, N+1)
             p[torch.arange(len(p)), y[rows]] -= 1.0  # d loss / d logits = softmax - one-hot
             p.mul_(scale)
             grad_h[rows] = p @ table
             grad_table.addmm_(p.T, h[rows])
-        return grad_h, grad_table, None, None, None
+        return grad_h, grad_table, None, None
 
 
-def full_softmax_xent(
-    h: Tensor, table: Tensor, y: Tensor, blocked: Tensor, seen: Tensor | None = None
-) -> Tensor:
+def full_softmax_xent(h: Tensor, table: Tensor, y: Tensor, blocked: Tensor) -> Tensor:
     """Mean cross-entropy of ``y`` under a softmax over every item.
 
     h (P, D) float32 hidden states; table (N+1, D) float32 item representations; y (P,) int64 target
-    rows of ``table``; blocked (N+1,) bool columns never scored (padding, held-out items); seen
-    (P, S) int64 columns to block per row (0 = none; column 0 must be blocked), or None.
+    rows of ``table``; blocked (N+1,) bool columns never scored (padding, held-out items).
     Equals ``F.cross_entropy`` on the masked (P, N+1) logits, which it builds whole when they are small."""
     if len(h) * len(table) <= PLAIN_ELEMENTS:
-        return F.cross_entropy(masked_logits(h, table, blocked, seen), y)
-    return _SoftmaxXent.apply(h, table, y, blocked, seen)
+        return F.cross_entropy(masked_logits(h, table, blocked), y)
+    return _SoftmaxXent.apply(h, table, y, blocked)

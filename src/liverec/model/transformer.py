@@ -14,17 +14,17 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
-from liverec.core.features import EVENT_TYPE_IDS, N_EVENT_TYPES, N_TIME_GAP_BUCKETS, RATING_STARS
+from liverec.core.features import EVENT_TYPE_IDS, N_EVENT_TYPES, RATING_STARS
 from liverec.core.schema import EventType
-from liverec.model.softmax import full_softmax_xent, masked_logits
+from liverec.model.losses import NextItemLoss, loss_for
+from liverec.settings import ModelSettings
 
 
 class Dropout(nn.Module):
@@ -102,72 +102,42 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class SwiGLU(nn.Module):
-    """Gated feed-forward: W3 (silu(W1 x) * W2 x)."""
-
-    def __init__(self, d_model: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.w1 = nn.Linear(d_model, hidden, bias=False)
-        self.w2 = nn.Linear(d_model, hidden, bias=False)
-        self.w3 = nn.Linear(hidden, d_model, bias=False)
-        self.drop = Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.w3(F.silu(self.w1(x)) * self.w2(x)))
-
-
-class GatedBlock(nn.Module):
-    """Pre-LayerNorm block whose residual branches are scaled by sigmoid gates computed from the
-    residual stream, with a SwiGLU feed-forward (the LiGR layer that eSASRec builds on)."""
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
-        self.gate1 = nn.Linear(d_model, d_model)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = SwiGLU(d_model, 4 * d_model, dropout)
-        self.gate2 = nn.Linear(d_model, d_model)
-
-    def forward(self, x: Tensor, mask: Tensor | None, queries: int = 0) -> Tensor:
-        a = self.attn(self.ln1(x), mask, queries)
-        x = x[:, -queries:] if queries else x
-        x = x + torch.sigmoid(self.gate1(x)) * a
-        return x + torch.sigmoid(self.gate2(x)) * self.mlp(self.ln2(x))
+# Options removed because no shipped configuration used them and no measurement favoured them
+# (docs/model.md), each with the value at which it did nothing: a checkpoint that saved one at that
+# value loads as it always did; one trained with it on is refused (`TransformerConfig.from_dict`).
+REMOVED_OPTIONS: dict[str, object] = {
+    "input_dropout": 0.0,
+    "label_smoothing": 0.0,
+    "exclude_seen": False,
+    "future": 1,
+    "future_decay": 0.5,
+    "block": "prenorm",
+    "time_gaps": False,
+}
 
 
-BLOCKS: dict[str, type[Block] | type[GatedBlock]] = {"prenorm": Block, "gated": GatedBlock}
+class TransformerConfig(ModelSettings):
+    """The `[model]` settings (`ModelSettings`: every hyperparameter, its default and range) plus the
+    catalog size, which the data decides. Checkpoints store it as a dict (`to_dict`, `from_dict`)."""
 
-
-@dataclass
-class TransformerConfig:
-    n_items: int  # catalog size (without the padding row); grows with `SASRec.grow`
-    text_dim: int = 384  # width of the text embeddings (all-MiniLM-L6-v2: 384); 0 = no text
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    max_len: int = 200
-    dropout: float = 0.2
-    # share of items whose id embedding is swapped for a learned unknown-item embedding each step: the
-    # model learns to score an item by its text alone, and untrained (new) items start from that vector
-    id_dropout: float = 0.0
-    # > 0: hidden ids leave the main loss alone and feed a second one, weighted by this, where the
-    # `id_dropout` share of items is scored by text alone: new items are learned without the known
-    # items giving up their ids in the main loss
-    text_loss: float = 0.0
-    input_dropout: float = 0.0  # share of a training sequence's items removed from its input (and targets)
-    label_smoothing: float = 0.0  # share of each target's probability spread over the other candidates
-    exclude_seen: bool = False  # train each position's softmax without the items already in its prefix
-    event_types: bool = False  # add an embedding of each interaction's event type (click, purchase, ...)
-    time_gaps: bool = False  # add an embedding of the time since the previous interaction
-    future: int = 1  # train each position on the next `future` items (1 = next-item prediction)
-    future_decay: float = 0.5  # weight of the k-th next item: future_decay ** (k - 1)
-    block: str = "prenorm"  # "prenorm": standard pre-LN block; "gated": LiGR-style gated residuals + SwiGLU
-    loss: str = "full"  # "full": softmax over the catalog; "sampled": shared negatives with logQ correction
-    n_negatives: int = 1024  # sampled loss only
+    n_items: int = Field(ge=0, description="catalog size without the padding row; grows with `SASRec.grow`")
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> TransformerConfig:
+        """A config saved by `to_dict`, by this code or older code. A removed option (`REMOVED_OPTIONS`)
+        at the value where it did nothing is dropped; at any other value it is an error naming it: the
+        weights were trained with something this code no longer does."""
+        fields = dict(saved)
+        for name, off in REMOVED_OPTIONS.items():
+            if name in fields and (value := fields.pop(name)) != off:
+                raise ValueError(
+                    f"model option {name} = {value!r} was removed (only {name} = {off!r} loads); "
+                    "retrain this model without it"
+                )
+        return cls.model_validate(fields)
 
 
 class SASRec(nn.Module):
@@ -183,15 +153,10 @@ class SASRec(nn.Module):
         self.text_proj = nn.Linear(c.text_dim, c.d_model, bias=False) if c.text_dim else None
         self.pos_emb = nn.Embedding(c.max_len, c.d_model)
         self.type_emb = nn.Embedding(N_EVENT_TYPES + 1, c.d_model, padding_idx=0) if c.event_types else None
-        self.gap_emb = nn.Embedding(N_TIME_GAP_BUCKETS, c.d_model) if c.time_gaps else None
         self.drop = Dropout(c.dropout)
-        if c.text_loss and not (c.id_dropout and c.text_dim):
-            raise ValueError("text_loss needs id_dropout > 0 and text_dim > 0 (its items are scored by text)")
-        if c.block not in BLOCKS:
-            raise ValueError(f"unknown block {c.block!r}; choose one of {', '.join(BLOCKS)}")
-        block = BLOCKS[c.block]
-        self.blocks = nn.ModuleList([block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
+        self.blocks = nn.ModuleList([Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
+        self.criterion: NextItemLoss = loss_for(c)  # `model.losses`: no weights, nothing to save
         self._compiled: Callable[[Tensor, Tensor | None, bool], Tensor] | None = None  # see `compile_encoder`
         self.apply(self._init)
         if self.unk_id is not None:  # drawn last: the other weights start as they would without it
@@ -253,28 +218,24 @@ class SASRec(nn.Module):
         self,
         seq: Tensor,
         types: Tensor | None = None,
-        gaps: Tensor | None = None,
         table: Tensor | None = None,
         last: bool = False,
     ) -> Tensor:
         """Hidden states (B, T, D) float32 for left-padded item indices ``seq`` (B, T) int64
-        (0 = padding); ``types`` (B, T) int64 event-type ids, ``gaps`` (B, T) int64 time-gap buckets
-        (see `core.features`), left-padded like ``seq``; ignored unless the config enables them.
+        (0 = padding); ``types`` (B, T) int64 event-type ids (see `core.features`), left-padded like
+        ``seq``; ignored unless the config enables them (`event_types`).
         ``last``: only the newest position's state, (B, 1, D) (what serving and online steps need;
         the last block then skips the other positions' queries and MLP)."""
         T = seq.shape[1]
         if self.config.max_len < T:
             seq, T = seq[:, -self.config.max_len :], self.config.max_len
             types = types[:, -T:] if types is not None else None
-            gaps = gaps[:, -T:] if gaps is not None else None
         table = self.item_table() if table is None else table
         x = table[seq] * math.sqrt(self.config.d_model)  # (B, T, D)
         positions = torch.arange(T - 1, -1, -1, device=seq.device)  # 0 = the newest interaction
         x = x + self.pos_emb(positions)
         if self.type_emb is not None and types is not None:
             x = x + self.type_emb(types)
-        if self.gap_emb is not None and gaps is not None:
-            x = x + self.gap_emb(gaps.clamp(0, N_TIME_GAP_BUCKETS - 1))
         real = seq != 0  # (B, T)
         if bool(real.all()):  # e.g. one user's live sequence: no mask to build
             return (self._compiled or self.encode)(self.drop(x), None, last)
@@ -323,103 +284,36 @@ class SASRec(nn.Module):
         seq: Tensor,
         targets: Tensor,
         types: Tensor | None = None,
-        gaps: Tensor | None = None,
         exclude: Tensor | None = None,
         log_q: Tensor | None = None,
     ) -> Tensor:
-        """Next-item cross-entropy at every position. ``targets`` (B, T) int64 next items, or
-        (B, T, K) the next K items (see `TransformerConfig.future`), 0 = no target; ``exclude``
-        (N+1,) bool: items never scored (held out); ``log_q`` (N+1,) float32 log sampling
-        probabilities, needed by the sampled loss."""
+        """Next-item cross-entropy at every position, by the config's loss (`model.losses`).
+        ``targets`` (B, T) int64 next items, 0 = no target; ``exclude`` (N+1,) bool: items never scored
+        (held out); ``log_q`` (N+1,) float32 log sampling probabilities, needed by the sampled loss."""
         c = self.config
-        if targets.dim() == 2:
-            targets = targets.unsqueeze(-1)  # (B, T, 1)
-        if self.training and c.input_dropout > 0:
-            # a removed item is a hole in the context (attention skips it), and its position has no
-            # hidden state worth a target: both go, the later positions keep theirs
-            drop = (torch.rand(seq.shape, device=seq.device) < c.input_dropout) & (seq != 0)  # (B, T)
-            seq = seq.masked_fill(drop, 0)
-            targets = targets.masked_fill(drop.unsqueeze(-1), 0)
         hide = None
         if self.training and c.id_dropout > 0:
-            hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout
+            hide = torch.rand(c.n_items + 1, device=seq.device) < c.id_dropout  # (N+1,)
         table = self.item_table(None if c.text_loss else hide)  # (N+1, D)
-        h = self.forward(seq, types, gaps, table)  # (B, T, D)
-        keep = targets[..., 0] != 0
-        h, y = h[keep], targets[keep]  # (P, D), (P, K)
-        if c.loss == "sampled":
-            xent = partial(self._sampled_loss, h, y[:, 0], exclude=exclude, log_q=log_q)
-        else:
-            blocked = torch.zeros(len(table), dtype=torch.bool, device=h.device)  # (N+1,)
-            blocked[0] = True  # the padding row is never a candidate
-            if exclude is not None:
-                blocked |= exclude
-            # serving never ranks seen items, so with exclude_seen training need not push them down
-            seen = self._seen(seq, keep, y) if c.exclude_seen else None  # (P, T)
-            xent = partial(self._xent, h, y, blocked=blocked, seen=seen)
-        loss = xent(table)
+        h = self.forward(seq, types, table)  # (B, T, D)
+        keep = targets != 0  # (B, T)
+        h, y = h[keep], targets[keep]  # (P, D), (P,)
+        loss = self.criterion(h, y, table, exclude, log_q)
         if hide is not None and c.text_loss:
             # the same states against a table where the hidden items have their text alone
-            loss = loss + c.text_loss * xent(self.item_table(hide))
+            loss = loss + c.text_loss * self.criterion(h, y, self.item_table(hide), exclude, log_q)
         return loss
-
-    def _xent(self, h: Tensor, y: Tensor, table: Tensor, *, blocked: Tensor, seen: Tensor | None) -> Tensor:
-        """Mean weighted cross-entropy of states ``h`` (P, D) against ``table`` (N+1, D) for targets
-        ``y`` (P, K) int64 (0 = none); ``blocked`` (N+1,) bool never scored, ``seen`` (P, T) masked."""
-        c = self.config
-        if y.shape[1] == 1 and not c.label_smoothing:  # next-item prediction, in blocks when it is large
-            return full_softmax_xent(h, table, y[:, 0], blocked, seen)
-        logits = masked_logits(h, table, blocked, seen)  # (P, N+1) in model indices
-        logp = F.log_softmax(logits, dim=1)
-        if c.label_smoothing:  # over the candidates only (excluded and seen items have -inf, no share)
-            finite = torch.isfinite(logits)
-            smooth = -(logp.where(finite, 0.0).sum(1, keepdim=True) / finite.sum(1, keepdim=True))  # (P, 1)
-            logp = (1 - c.label_smoothing) * logp - c.label_smoothing * smooth
-        # the next item weighs 1, the k-th next future_decay^(k-1); absent (0) targets weigh 0
-        weights = c.future_decay ** torch.arange(y.shape[1], dtype=logp.dtype) * (y != 0)
-        nll = torch.where(y != 0, -logp.gather(1, y), 0.0) * weights  # (P, K)
-        return nll.sum() / weights.sum()
-
-    @staticmethod
-    def _seen(seq: Tensor, keep: Tensor, y: Tensor) -> Tensor:
-        """(P, T) int64 model indices of the items each kept position has already seen (its own item
-        and those before it), 0 elsewhere, never one of its targets: the columns to mask.
-        ``seq`` (B, T) int64, ``keep`` (B, T) bool, ``y`` (P, K) int64 targets."""
-        T = seq.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()  # (T, T): key s <= query t
-        prefix = seq.unsqueeze(1).expand(-1, T, -1).masked_fill(~causal, 0)[keep]  # (P, T)
-        is_target = (prefix.unsqueeze(-1) == y.unsqueeze(1)).any(-1)  # (P, T): repeats stay candidates
-        return prefix.masked_fill(is_target, 0)
-
-    def _sampled_loss(
-        self, h: Tensor, y: Tensor, table: Tensor, *, exclude: Tensor | None, log_q: Tensor | None
-    ) -> Tensor:
-        """Softmax over the positive and `n_negatives` items shared by the batch, drawn from Q, with
-        logQ correction (Yi et al., 2019) so the estimate is unbiased for the full softmax."""
-        if log_q is None:
-            raise ValueError("the sampled loss needs log_q, the log sampling probability of each item")
-        q = log_q.exp()
-        if exclude is not None:
-            q = q.masked_fill(exclude, 0.0)
-        q[0] = 0.0
-        neg = torch.multinomial(q, self.config.n_negatives, replacement=True)  # (K,)
-        pos_logit = (h * table[y]).sum(-1, keepdim=True) - log_q[y].unsqueeze(1)  # (P, 1)
-        neg_logit = h @ table[neg].T - log_q[neg].unsqueeze(0)  # (P, K)
-        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -torch.inf)  # accidental hits
-        logits = torch.cat([pos_logit, neg_logit], dim=1)
-        return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=h.device))
 
     @torch.no_grad()
     def score_last(
         self,
         seq: Tensor,
         types: Tensor | None = None,
-        gaps: Tensor | None = None,
         table: Tensor | None = None,
     ) -> Tensor:
         """(B, N) float32 scores of every catalog item (padding column dropped) after each sequence."""
         table = self.item_table() if table is None else table
-        h = self.forward(seq, types, gaps, table, last=True)[:, -1]  # (B, D)
+        h = self.forward(seq, types, table, last=True)[:, -1]  # (B, D)
         return h @ table[1:].T
 
 

@@ -3,8 +3,9 @@
     make_policy("epsilon", epsilon=0.05, seed=0)
     make_policy("thompson", sigma=0.3, mmr=0.7)  # ``mmr`` / ``mmr_pool_factor``: wrap in `MMR`
 
-Unknown names and unknown or misspelled parameters raise ``ValueError`` naming what is accepted,
-so a typo in a config file fails at start-up instead of silently using a default.
+Unknown names and unknown or misspelled parameters raise ``ValueError`` naming what is accepted.
+A ``[policy]`` settings table is checked when the settings load (`liverec.settings.PolicySettings`);
+`policy_from_settings` builds its policy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from liverec.policy.linucb import LinUCB
 from liverec.policy.plackett_luce import PlackettLuce
 from liverec.policy.rerank import MMR
 from liverec.policy.thompson import ThompsonSampling
+from liverec.settings import PolicySettings
 
 POLICIES: dict[str, type[Policy]] = {
     "greedy": Greedy,
@@ -31,9 +33,16 @@ MMR_PARAMS = {"mmr": "lam", "mmr_pool_factor": "pool_factor"}
 
 def policy_params(name: str) -> list[str]:
     """The keyword arguments policy ``name`` accepts (besides ``mmr`` and ``mmr_pool_factor``)."""
+    return list(policy_defaults(name))
+
+
+def policy_defaults(name: str) -> dict[str, Any]:
+    """Each keyword argument of policy ``name`` with its default: the one place policy defaults live
+    (`PolicySettings` leaves a parameter unset to mean this)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
-    return [p for p in inspect.signature(POLICIES[name].__init__).parameters if p != "self"]
+    params = inspect.signature(POLICIES[name].__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def make_policy(name: str, **params: Any) -> Policy:
@@ -52,3 +61,8 @@ def make_policy(name: str, **params: Any) -> Policy:
             raise ValueError("mmr_pool_factor needs mmr (the relevance weight lam)")
         return policy
     return MMR(policy, **wrap)
+
+
+def policy_from_settings(settings: PolicySettings) -> Policy:
+    """The serving policy of a ``[policy]`` table (validated when the settings loaded)."""
+    return make_policy(settings.name, **settings.params())

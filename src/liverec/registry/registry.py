@@ -195,7 +195,7 @@ class ModelRegistry:
         try:
             with open(folder / "vocab.json") as fh:
                 vocab = json.load(fh)
-            model = SASRec(TransformerConfig(**meta["config"]))
+            model = SASRec(TransformerConfig.from_dict(meta["config"]))
             state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         # every way a snapshot can be bad (missing or truncated files, bad JSON or config, a pickle

@@ -36,7 +36,7 @@ from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import POLICIES, make_policy, policy_params
 from liverec.serve.engine import Engine
-from liverec.settings import ServerSettings, Settings
+from liverec.settings import JoinConfig, ServerSettings, Settings, TrainConfig
 from liverec.sim.feedback import feedback_events, uniform_slate
 from liverec.sim.policies import Oracle, UniformRandom
 from liverec.sim.report import SimResult, summarize
@@ -172,21 +172,21 @@ def train_initial(
     """Train the Transformer on the warm-up log (leave-one-out), register it and make it live."""
     from liverec.evaluate.offline import split_from_store
     from liverec.registry.registry import ModelRegistry
-    from liverec.trainer.offline import fit_transformer, train_config
+    from liverec.trainer.offline import fit_transformer
 
     split = split_from_store(store, min_len=3)
     if not split.train:
         raise ValueError("the warm-up log has no user with 3 positives: raise --warmup")
     texts = [split.seqs.texts.get(i, "") for i in split.seqs.vocab.ids]
     vectors = encoder.encode_cached(texts, store)
-    tcfg = train_config(cfg.train_params, seed=cfg.seed, threads=cfg.threads)
+    tcfg = TrainConfig(**{**cfg.train_params, "seed": cfg.seed, "threads": cfg.threads})
     model, result = fit_transformer(split, vectors, cfg.model_params, tcfg)
     registry = ModelRegistry(registry_dir)
     version = registry.save(
         model,
         split.seqs.vocab.to_list(),
         {"val": result.best_val, "best_epoch": result.best_epoch},
-        extra={"trainer_offset": store.last_offset(), "train": tcfg.to_dict()},
+        extra={"trainer_offset": store.last_offset(), "train": tcfg.model_dump()},
     )
     registry.promote(version)
     return {
@@ -275,7 +275,7 @@ class _Run:
             store_url=cfg.store,
             registry_dir=registry_dir,
             server=ServerSettings(compute_threads=cfg.threads),
-            policy={"name": cfg.policy, "feedback_window_s": cfg.dt_s / 2},
+            join=JoinConfig(window_s=cfg.dt_s / 2),  # the engine is handed its policy below
         )
         policy = build_policy(cfg, world)
         engine = Engine(settings, store, policy)

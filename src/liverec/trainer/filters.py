@@ -13,21 +13,9 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass
 
 from liverec.core.schema import Event, EventType
-
-
-@dataclass
-class FilterConfig:
-    duplicate_window_s: float = 2.0
-    max_repeats: int = 3
-    repeat_window_s: float = 3600.0
-    user_max_per_minute: int = 120
-    # below (item_min_users - 1) * user_max_per_minute, else no farm of few users could ever reach it
-    item_max_per_minute: int = 300
-    item_min_users: int = 5
-    quarantine_s: float = 3600.0
+from liverec.settings import FilterConfig
 
 
 class EventFilter:

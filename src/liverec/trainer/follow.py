@@ -33,22 +33,12 @@ from liverec.core.schema import EventType, StoredEvent
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry, RegistryError
-from liverec.settings import RewardWeights
+from liverec.settings import GateConfig, RewardWeights
 from liverec.store.base import EventStore
 from liverec.trainer.filters import EventFilter, FilterConfig
 from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner, pad_moments
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GateConfig:
-    publish_events: int = 2_000  # publish a candidate after this many new events ...
-    publish_s: float = 5.0  # ... or this many seconds, whichever comes first
-    min_eval: int = 200  # scored positives needed on the slice before a decision
-    eval_per_page: int = 64  # at most this many positives of each page are scored (a uniform sample)
-    tolerance: float = 0.01  # candidate may be this much below live (NDCG@10) and still ship
-    keep_versions: int = 20  # older online versions are pruned from the registry
 
 
 @dataclass
@@ -130,7 +120,7 @@ class Follower:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         self.live_version = self.registry.live()
         if state is not None:
-            net = SASRec(TransformerConfig(**state["config"]))
+            net = SASRec(TransformerConfig.from_dict(state["config"]))
             net.load_state_dict(state["net"])
             vocab, offset = state["vocab"], int(state["offset"])
         elif self.live_version is not None:

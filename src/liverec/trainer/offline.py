@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,38 +23,10 @@ from liverec.core.metrics import evaluate
 from liverec.core.split import LeaveOneOut
 from liverec.model.inputs import Inputs, left_pad, model_inputs
 from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.settings import ModelSettings, TrainConfig
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    patience: int = 10  # evaluations without a better validation NDCG@10 before stopping
-    eval_every: int = 1  # epochs
-    crop: bool = True  # random crops of histories longer than max_len
-    seed: int = 0
-    threads: int = 2
-    max_seconds: float = 0.0  # 0 = no time budget
-    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
-    compile: bool = False  # torch.compile the encoder (faster epochs after a one-off compile)
-    # "cosine": linear warmup, then cosine decay to 0 over the run; the run ends after `epochs` or
-    # `max_seconds`, whichever comes first, so a time-boxed run still ends its decay at the budget
-    schedule: str = "constant"
-    warmup_epochs: int = 3
-    stop_after: int = 0  # > 0: end after this epoch, the schedule still spanning `epochs` (a refit)
-    # each epoch, put interactions logged at the same timestamp in a fresh random order: their log
-    # order says nothing when a source records whole sessions at once (ml-100k: half of all
-    # neighbouring ratings share their second, in an order its README calls random)
-    shuffle_ties: bool = False
-    # each epoch, this share of the histories is also trained back to front (newest first): the model
-    # learns which items go together in either order, as sequential rules count pairs both ways
-    reverse: float = 0.0
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+# what a model is built from: the [model] settings, or a dict of some of their fields (benchmarks)
+ModelOverrides = ModelSettings | Mapping[str, object]
 
 
 @dataclass
@@ -136,8 +108,8 @@ def shuffle_ties(s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def reversed_seq(s: np.ndarray) -> np.ndarray:
-    """``s`` back to front, newest first. Times are negated, so they still rise along the sequence:
-    gaps keep their sizes and ties stay ties."""
+    """``s`` back to front, newest first. Times are negated, so they still rise along the sequence
+    and ties stay ties (`shuffle_ties` reads them)."""
     if not isinstance(s, Seq):
         return np.asarray(s)[::-1].copy()
     return Seq(
@@ -178,24 +150,8 @@ def training_batches(
     for b in batches:
         ws = [windows[i] for i in b]
         inputs = model_inputs([_window(w, 0, len(w) - 1) for w in ws], config)
-        out.append((inputs, future_targets([np.asarray(w) for w in ws], config.future)))
-    return out
-
-
-def future_targets(windows: list[np.ndarray], k: int) -> torch.Tensor:
-    """(B, T) next items of each window position, or (B, T, k) the next k (0 where the window ends),
-    aligned with the left-padded inputs `window[:-1]`."""
-    nxt = left_pad([w[1:] for w in windows])  # (B, T) model indices
-    if k == 1:
-        return nxt
-    t = nxt.shape[1]
-    out = torch.zeros(len(windows), t, k, dtype=torch.int64)
-    for b, w in enumerate(windows):
-        n = len(w) - 1  # real positions; they sit at the right end
-        idx = np.asarray(w, dtype=np.int64) + 1
-        for j in range(k):
-            m = max(0, n - j)
-            out[b, t - n : t - n + m, j] = torch.from_numpy(idx[1 + j : 1 + j + m])
+        targets = left_pad([np.asarray(w)[1:] for w in ws])  # (B, T) next items, model indices
+        out.append((inputs, targets))
     return out
 
 
@@ -211,8 +167,8 @@ def scorer(model: SASRec, batch: int = 256) -> Callable[[list[np.ndarray]], np.n
                 table = model.item_table()
                 parts = []
                 for i in range(0, len(seqs), batch):
-                    items, gaps, types = model_inputs(seqs[i : i + batch], model.config)
-                    parts.append(model.score_last(items, types, gaps, table=table).numpy())
+                    items, types = model_inputs(seqs[i : i + batch], model.config)
+                    parts.append(model.score_last(items, types, table=table).numpy())
         finally:
             model.train(was_training)
         return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)
@@ -254,10 +210,6 @@ def train(
     stale = 0
     patience_ended = False
     t_start = time.perf_counter()
-    if cfg.schedule not in ("constant", "cosine"):
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; use constant or cosine")
-    if not 0.0 <= cfg.reverse <= 1.0:
-        raise ValueError(f"reverse is a share of the histories, between 0 and 1; got {cfg.reverse}")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -265,11 +217,11 @@ def train(
         batches = training_batches(
             train_seqs, model.config, cfg.batch_size, rng, cfg.crop, cfg.shuffle_ties, cfg.reverse
         )
-        for step, ((inp, gaps, types), tgt) in enumerate(batches):
+        for step, ((inp, types), tgt) in enumerate(batches):
             factor = lr_factor(cfg, epoch + step / len(batches), time.perf_counter() - t_start)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor
-            loss = model.loss(inp, tgt, types, gaps, exclude=excl, log_q=log_q)
+            loss = model.loss(inp, tgt, types, exclude=excl, log_q=log_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -324,36 +276,27 @@ def schedule_span(cfg: TrainConfig, ran: int, seconds: float) -> int:
     return max(ran, min(cfg.epochs, round(ran * cfg.max_seconds / max(seconds, 1e-9))))
 
 
-def build_model(n_items: int, text: np.ndarray | None, overrides: dict[str, object] | None = None) -> SASRec:
+def build_model(n_items: int, text: np.ndarray | None, overrides: ModelOverrides | None = None) -> SASRec:
     """A fresh SASRec for ``n_items`` items; ``text`` (N, 384) float32 item text embeddings or None.
-    ``overrides`` are `TransformerConfig` fields (from the ``[model]`` settings table)."""
-    fields = dict(overrides or {})
-    unknown = set(fields) - set(TransformerConfig.__dataclass_fields__)
+    ``overrides``: see `ModelOverrides`; a key that is no model setting is an error."""
+    fields = overrides.model_dump() if isinstance(overrides, ModelSettings) else dict(overrides or {})
+    unknown = set(fields) - set(TransformerConfig.model_fields)
     if unknown:
         raise ValueError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
-    fields.pop("n_items", None)
+    fields["n_items"] = n_items
     if text is None:
         fields["text_dim"] = 0
-    config = TransformerConfig(n_items=n_items, **fields)  # type: ignore[arg-type]
+    config = TransformerConfig.model_validate(fields)
     model = SASRec(config)
     if text is not None and config.text_dim:
         model.set_text(torch.arange(1, n_items + 1), torch.from_numpy(np.asarray(text, dtype=np.float32)))
     return model
 
 
-def train_config(overrides: dict[str, object] | None = None, **kw: object) -> TrainConfig:
-    """`TrainConfig` from the ``[train]`` settings table plus keyword overrides, with clear errors."""
-    fields = {**(overrides or {}), **kw}
-    unknown = set(fields) - set(TrainConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown train setting(s): {', '.join(sorted(unknown))}")
-    return TrainConfig(**fields)  # type: ignore[arg-type]
-
-
 def fit_transformer(
     split: LeaveOneOut,
     text: np.ndarray | None,
-    model_overrides: dict[str, object] | None,
+    model_overrides: ModelOverrides | None,
     cfg: TrainConfig,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> tuple[SASRec, TrainResult]:
@@ -369,7 +312,7 @@ def fit_transformer(
 def refit_transformer(
     split: LeaveOneOut,
     text: np.ndarray | None,
-    model_overrides: dict[str, object] | None,
+    model_overrides: ModelOverrides | None,
     cfg: TrainConfig,
     selection: TrainResult,
     on_epoch: Callable[[EpochLog], None] | None = None,
@@ -381,13 +324,14 @@ def refit_transformer(
     the test target."""
     seed_everything(cfg.seed)
     model = build_model(split.n_items, text, model_overrides)
-    fixed = replace(
-        cfg,
-        epochs=max(1, selection.schedule_epochs or len(selection.history)),
-        stop_after=max(1, selection.best_epoch),
-        max_seconds=0.0,
-        eval_every=10**9,
-        patience=10**9,
+    fixed = cfg.model_copy(
+        update={
+            "epochs": max(1, selection.schedule_epochs or len(selection.history)),
+            "stop_after": max(1, selection.best_epoch),
+            "max_seconds": 0.0,
+            "eval_every": 10**9,
+            "patience": 10**9,
+        }
     )
     result = train(
         model,

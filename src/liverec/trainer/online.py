@@ -17,7 +17,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -25,49 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from liverec.core.features import event_type_id, gap_bucket
+from liverec.core.features import event_type_id
 from liverec.core.metrics import target_ranks
 from liverec.core.rewards import Rewards
 from liverec.core.schema import EventType, StoredEvent
 from liverec.core.sequence import Engagements
 from liverec.core.vocab import Vocab
 from liverec.model.transformer import SASRec
-from liverec.settings import RewardWeights
+from liverec.settings import OnlineConfig, RewardWeights
 from liverec.trainer.filters import EventFilter
 from liverec.trainer.replay import ReplayBuffer
 
 TextFn = Callable[[list[str]], dict[str, np.ndarray]]  # item ids -> text embeddings (384,) float32
 NEGATIVE_TYPES = (EventType.dislike, EventType.skip)
 SHOWN_CAPACITY = 100_000  # impressions remembered for their propensities (`ips_max`); oldest go first
-
-
-@dataclass
-class OnlineConfig:
-    batch_size: int = 256  # examples per step, fresh + replayed
-    replay_ratio: float = 0.25  # share of each step taken from the replay buffer
-    replay_capacity: int = 100_000
-    replay_half_life: float = 50_000.0  # examples
-    window: int = 20  # input length of online examples (the newest items carry the next one)
-    dropout: bool = False  # online steps run without dropout: EMA and replay regularise, and it is 30% faster
-    lr: float = 3e-4
-    lr_decay_steps: float = 20_000.0  # lr_t = lr / sqrt(1 + t / lr_decay_steps)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.98  # per step
-    unlikelihood: float = 0.5  # weight of the explicit-negative term
-    ips_max: float = 0.0  # > 0: weight a positive by 1 / propensity of the impression it came from
-    # (inverse propensity, capped at this), so items a policy shows more are not learned as better
-    item_ttl_s: float = 0.0  # 0 = items never expire
-    compile: bool = False  # torch.compile the encoder (see `SASRec.compile_encoder`)
-    seed: int = 0
-    threads: int = 1  # intra-op threads of each step's ops
-    # each step's batch is cut into this many shards whose forward and backward run in parallel
-    # threads (one sync per step, not per op, so a shard preempted by the server costs little)
-    shards: int = 2
-    nice: int = 10  # `liverec learn` lowers its CPU priority by this much: requests come first
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass
@@ -83,39 +54,23 @@ class LearnStats:
 
 @dataclass(slots=True)
 class Track(Engagements):
-    """One user's engagements as the learner sees them (`Engagements` over model indices), with each
-    entry's time-gap bucket to the one before it, fixed once appended."""
-
-    gaps: deque[int] = field(default_factory=deque)
+    """One user's engagements as the learner sees them (`Engagements` over model indices), read as
+    fixed-width example windows."""
 
     @classmethod
     def empty(cls, max_len: int) -> Track:
-        return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
+        return cls(deque(maxlen=max_len), deque(maxlen=max_len), deque(maxlen=max_len))
 
-    def add(self, item: int, time: float, type_id: int) -> bool:
-        """`Engagements.add`, recording the new position's gap bucket."""
-        last = self.times[-1] if self.times else None
-        if not Engagements.add(self, item, time, type_id):
-            return False
-        self.gaps.append(0 if last is None else gap_bucket(time - last))
-        return True
-
-    def example(self, length: int, extra: Sequence[tuple[int, float, int]] = ()) -> np.ndarray:
-        """(3, length) int32 input window: item indices, time-gap buckets, event types (left-padded).
-        ``extra`` appends (index, time, type) entries not folded in yet (prequential scoring)."""
-        out = np.zeros((3, length), dtype=np.int32)
-        added: list[tuple[int, int, int]] = []
-        last = self.times[-1] if self.times else None
-        for idx, time, type_id in extra:
-            added.append((idx, 0 if last is None else gap_bucket(time - last), type_id))
-            last = time
-        added = added[-length:]
+    def example(self, length: int, extra: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+        """(2, length) int32 input window: item indices, event types (left-padded). ``extra``
+        appends (index, type) entries not folded in yet (prequential scoring)."""
+        out = np.zeros((2, length), dtype=np.int32)
+        added = list(extra)[-length:]
         m = min(length - len(added), len(self.items))  # entries taken from the track
         start = length - m - len(added)
         if m > 0:
             out[0, start : start + m] = _tail(self.items, m)
-            out[1, start : start + m] = _tail(self.gaps, m)
-            out[2, start : start + m] = _tail(self.types, m)
+            out[1, start : start + m] = _tail(self.types, m)
         if added:
             out[:, length - len(added) :] = np.asarray(added, dtype=np.int32).T
         return out
@@ -161,10 +116,8 @@ class OnlineLearner:
         self.text_fn = text_fn
         self.filter = event_filter
         self.users: dict[str, Track] = {}
-        self.replay = ReplayBuffer(c.replay_capacity, (3, c.window), c.replay_half_life, c.seed)
+        self.replay = ReplayBuffer(c.replay_capacity, (2, c.window), c.replay_half_life, c.seed)
         self.opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay, foreach=True)
-        if c.shards < 1:
-            raise ValueError(f"[online] shards must be >= 1, got {c.shards}")
         self._pool = ThreadPoolExecutor(c.shards - 1, "liverec-shard") if c.shards > 1 else None
         self.last_seen = np.zeros(net.config.n_items + 1, dtype=np.float64)
         self.shown: OrderedDict[tuple[str, str], float] = OrderedDict()  # (user, item) -> propensity
@@ -323,15 +276,14 @@ class OnlineLearner:
         return torch.from_numpy(stale)
 
     def hidden(self, net: SASRec, examples: np.ndarray, table: torch.Tensor) -> torch.Tensor:
-        """(B, D) last hidden state for (B, 3, W) examples (items, gap buckets, event types).
+        """(B, D) last hidden state for (B, 2, W) examples (items, event types).
         Columns that are padding in every example are cut first: positions count back from the
         newest item, so that changes nothing but the work."""
         used = (examples[:, 0] != 0).any(axis=0)  # (W,) columns with a real item somewhere
         start = int(used.argmax()) if used.any() else examples.shape[2] - 1
         x = torch.from_numpy(examples[:, :, start:].astype(np.int64))
-        gaps = x[:, 1] if net.config.time_gaps else None
-        types = x[:, 2] if net.config.event_types else None
-        return net.forward(x[:, 0], types, gaps, table=table, last=True)[:, -1]
+        types = x[:, 1] if net.config.event_types else None
+        return net.forward(x[:, 0], types, table=table, last=True)[:, -1]
 
     def _step(
         self,
@@ -340,7 +292,7 @@ class OnlineLearner:
         negs: tuple[np.ndarray, np.ndarray] | None,
         weights: np.ndarray | None = None,
     ) -> float:
-        """One update: ``inp`` (B, 3, W) examples, ``tgt`` (B,) target model indices, ``weights``
+        """One update: ``inp`` (B, 2, W) examples, ``tgt`` (B,) target model indices, ``weights``
         (B,) float example weights (None = all 1).
 
         The batch is cut into `shards` parts whose forward and backward run in parallel threads
@@ -409,7 +361,7 @@ class OnlineLearner:
     def _unlikelihood(
         self, table: Tensor, negs: tuple[np.ndarray, np.ndarray], mask: Tensor | None
     ) -> Tensor:
-        """Mean -log(1 - p(item)) of explicit negatives: ``negs`` = (B, 3, W) windows, (B,) items."""
+        """Mean -log(1 - p(item)) of explicit negatives: ``negs`` = (B, 2, W) windows, (B,) items."""
         hn = self.hidden(self.net, negs[0], table)
         logits = (hn @ table.T).index_fill(1, torch.tensor([0]), -torch.inf)
         if mask is not None:
@@ -427,9 +379,9 @@ class OnlineLearner:
 
     # -- scoring (prequential evaluation) -------------------------------------------------------
     def window_of(
-        self, user_id: str, length: int | None = None, extra: Sequence[tuple[int, float, int]] = ()
+        self, user_id: str, length: int | None = None, extra: Sequence[tuple[int, int]] = ()
     ) -> np.ndarray:
-        """(3, length) input window of the user's current sequence, for scoring before learning."""
+        """(2, length) input window of the user's current sequence, for scoring before learning."""
         track = self.users.get(user_id) or Track.empty(self.net.config.max_len)
         return track.example(length or self.net.config.max_len, extra)
 
@@ -439,7 +391,7 @@ class OnlineLearner:
 
     @torch.no_grad()
     def scores(self, net: SASRec, examples: np.ndarray) -> np.ndarray:
-        """(B, M+1) float32 scores (column 0 = padding) after each (3, W) example window."""
+        """(B, M+1) float32 scores (column 0 = padding) after each (2, W) example window."""
         table = net.item_table()
         return (self.hidden(net, examples, table) @ table.T).numpy()
 
@@ -447,7 +399,7 @@ class OnlineLearner:
         self, net: SASRec, examples: np.ndarray, targets: np.ndarray, seen: Sequence[np.ndarray]
     ) -> np.ndarray:
         """Test-then-train: (B,) 0-based full-ranking rank (`core.metrics.target_ranks`) of each target
-        model index after its (3, W) example window, the user's earlier items (``seen``, model
+        model index after its (2, W) example window, the user's earlier items (``seen``, model
         indices) excluded. Call it before the events are folded in."""
         scores = self.scores(net, examples)[:, 1:]  # (B, M): the padding column dropped
         n = scores.shape[1]

@@ -13,7 +13,7 @@ import numpy as np
 class ReplayBuffer:
     def __init__(self, capacity: int, shape: tuple[int, ...], half_life: float, seed: int = 0) -> None:
         self.capacity = capacity
-        self.shape = shape  # of one example's input, e.g. (3, window): items, time gaps, event types
+        self.shape = shape  # of one example's input, e.g. (2, window): items, event types
         self.half_life = half_life
         self.inputs = np.zeros((capacity, *shape), dtype=np.int32)
         self.targets = np.zeros(capacity, dtype=np.int32)
