@@ -48,7 +48,8 @@ class GroupCommit:
 
     def submit(self, events: Sequence[Event]) -> Future[AppendResult]:
         """Queue ``events`` for the next group. The future resolves once they are durable and folded,
-        with this batch's share of the group's result, or fails (StoreError) as the group does."""
+        with this batch's share of the group's result, or fails with this batch's own error: a group
+        that fails is retried batch by batch, so one bad batch fails nobody else."""
         return self._put(_Job(Future(), events=events))
 
     def call(self, write: Callable[[], T]) -> Future[T]:
@@ -112,9 +113,16 @@ class GroupCommit:
         flat = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
         try:
             appended = self.append(flat)
-        except Exception as exc:  # StoreError: nothing of the group was written; anything else
-            for job in group:  # fails it too, rather than leaving its waiters hanging
-                job.future.set_exception(exc)
+        except Exception as exc:
+            if len(group) == 1:  # every exception reaches its waiter, never leaves it hanging
+                group[0].future.set_exception(exc)
+                return
+            # One request's rows can fail the whole group (a row the store refuses). Nothing of the
+            # group was written (a failed append is all-or-nothing), so each request is retried on
+            # its own: only the one that fails again gets the error, every other one is committed.
+            # Events are idempotent by event_id, so a retry never writes an event twice.
+            for job in group:
+                self._commit([job])
             return
         for job, result in zip(group, split(batches, appended), strict=True):
             job.future.set_result(result)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: a body-size cap for every route, and per-route latency metrics."""
+"""Pure ASGI middleware: JSON bodies only, a body-size cap for every route, and per-route latency
+metrics."""
 
 from __future__ import annotations
 
@@ -60,6 +61,44 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _reject(status: int, detail: str) -> tuple[Message, Message]:
+    body = orjson.dumps({"detail": detail})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )
+
+
+class JsonOnly:
+    """Answer 415 to a request body that is not ``Content-Type: application/json`` (parameters
+    such as ``charset=utf-8`` are fine). A browser sends ``text/plain`` or form bodies cross-site
+    without a CORS preflight; requiring JSON means no web page can write events behind a user's
+    back. Requests without a body pass: the routes that need one answer 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            media, has_body = b"", False
+            for name, value in scope.get("headers", ()):
+                if name == b"content-type":
+                    media = value.split(b";", 1)[0].strip().lower()
+                elif name == b"content-length":
+                    has_body = has_body or value.strip() not in (b"", b"0")
+                elif name == b"transfer-encoding":
+                    has_body = True
+            if has_body and media != b"application/json":
+                shown = media.decode("latin-1")[:100] or "none"
+                for message in _reject(
+                    415, f"Content-Type must be application/json (got {shown}); nothing was written"
+                ):
+                    await send(message)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestMetrics:
