@@ -86,3 +86,27 @@ def test_rows_keep_their_largest_counts_when_bounded() -> None:
     assert not live._pending
     assert live.counts[0].nnz == 2 and live.counts[0, 1] == 4.0
     assert np.diff(live.counts.indptr).max() <= 2
+
+
+def test_forget_subtracts_exactly_one_users_pairs() -> None:
+    """Counts after `forget` equal counts that never saw the user: pairs, known items (an item only
+    they used is unknown again), and a new sequence of theirs starts from nothing."""
+    rng = np.random.default_rng(1)
+    stream = [
+        Interaction(str(rng.choice(["a", "b", "gone"])), int(rng.integers(0, 12)), 1.0, float(t), True)
+        for t in range(400)
+    ]
+    stream.append(Interaction("gone", 15, 1.0, 400.0, True))  # an item only they touched
+    stream.append(Interaction("gone", 15, 1.0, 401.0, True))  # (twice: one engagement)
+    kw = {"window": 4, "decay": 0.7, "backward": 0.3, "merge_every": 90}
+    live, fresh = SequentialRules(**kw), SequentialRules(**kw)  # type: ignore[arg-type]
+    for k in range(0, len(stream), 13):
+        live.observe(stream[k : k + 13])
+        fresh.observe([it for it in stream[k : k + 13] if it.user_id != "gone"])
+    live.forget([it for it in stream if it.user_id == "gone"])
+    fresh._merge()
+    got = live.counts.toarray()
+    np.testing.assert_allclose(got[:12, :12], fresh.counts.toarray(), atol=1e-9)
+    assert not got[12:].any() and not got[:, 12:].any()  # their own item: no pair left
+    assert not live.known[15] and (live.known[:12] == fresh.known[:12]).all()
+    assert "gone" not in live._recent

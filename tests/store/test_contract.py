@@ -6,10 +6,12 @@ Redis key prefix of its own (see tests/conftest.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 
 from liverec.core.schema import Event, Item, StoredEvent
 from liverec.store import EventStore, embedding_key, open_store
+from liverec.store.base import user_hash
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 DURABLE = ["sqlite", "postgres", "redis"]
@@ -171,7 +174,8 @@ def test_event_fields_round_trip_exactly(store: EventStore) -> None:
                 "nested": {"list": [1, 2.5, "ß", None], "flag": True},
             },
         ),
-        ev("ユーザー😀/ä b?c#d%e:{f}\\\"'\x01\x1f\u2028", user="用户 \n tab\t\x7f", item="項目 {x}:*[y]"),
+        # every character the id rule (`core.schema.Id`) lets through: no control characters, no '/'
+        ev("ユーザー😀 ä b?c#d%e:{f}\\\"'\u2028", user="用户 . tab\u00a0", item="項目 {x}:*[y]"),
     ]
     stored = store.append(events).accepted
     for got in (store.read(), stored, list(store.iter_events())):
@@ -217,6 +221,27 @@ def test_delete_user_removes_only_that_user_and_never_reuses_offsets(store: Even
     assert ids(again.accepted) == ["e2", "new"]
     assert min(offsets(again.accepted)) > last
     assert store.list_items() != []  # the catalog is not the user's
+
+
+def test_each_deletion_is_recorded_hashed_with_its_highest_offset(store: EventStore) -> None:
+    store.append([ev(f"e{i}", user=f"u{i % 3}", ts=T0 + i) for i in range(9)])  # u1: offsets 2, 5, 8
+    assert store.deletions() == [] and store.pending_deletions() == []
+    before = time.time()
+    assert store.delete_user("u1") == 3
+    assert store.delete_user("never-seen") == 0
+    first, nobody = store.deletions()
+    assert first.seq < nobody.seq and store.deletions(after=first.seq) == [nobody]
+    assert first.user_hash == user_hash("u1") == hashlib.sha256(b"u1").hexdigest()
+    assert "u1" not in repr(first)  # never the raw id
+    assert (first.events, first.max_offset) == (3, 8) and first.pending
+    assert before - 1 <= first.deleted_at <= time.time() + 1
+    assert (nobody.events, nobody.max_offset) == (0, 0) and not nobody.pending  # nothing to retrain
+    assert store.pending_deletions() == [first]
+    store.delete_user("u2")
+    assert store.honour_deletions(first.seq, at=T0) == 1  # up to a seq: later ones stay pending
+    assert store.honour_deletions(first.seq) == 0
+    assert store.deletions()[0].honoured_at == T0
+    assert [d.user_hash for d in store.pending_deletions()] == [user_hash("u2")]
 
 
 # -- catalog ------------------------------------------------------------------------------------
@@ -298,6 +323,7 @@ def test_reopened_store_sees_everything(durable_url: str) -> None:
         log, items, last = first.read(), first.list_items(), first.last_offset()
     with open_store(durable_url) as second:
         assert second.read() == log and second.list_items() == items
+        assert [(d.events, d.max_offset) for d in second.deletions()] == [(3, 6)]
         assert second.last_offset() == last and second.count_events() == 3
         assert second.get_embeddings(["k"])["k"].tobytes() == vec.tobytes()
         assert second.append([ev("e1")]).accepted[0].offset > last  # deleted, so new again

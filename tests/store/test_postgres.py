@@ -77,7 +77,13 @@ def test_tables_live_in_the_named_schema(store: PostgresEventStore, postgres_url
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
             (_schema(store.url),),
         ).fetchall()
-    assert [r[0] for r in rows] == ["liverec_embeddings", "liverec_events", "liverec_items", "liverec_meta"]
+    assert [r[0] for r in rows] == [
+        "liverec_deletions",
+        "liverec_embeddings",
+        "liverec_events",
+        "liverec_items",
+        "liverec_meta",
+    ]
 
 
 def test_a_statement_failing_late_rolls_back_the_whole_append(
@@ -107,7 +113,7 @@ def test_text_postgres_cannot_hold_is_refused_whole(store: PostgresEventStore) -
     assert [s.event.event_id for s in store.read()] == ["before"]
     assert store.get_item("new-item") is None and store.last_offset() == 1
     with pytest.raises(StoreError, match="0x00"):
-        store.upsert_items([Item(item_id="x", title="a\x00b")])
+        store.upsert_items([Item(item_id="x").model_copy(update={"title": "a\x00b"})])  # schema rejects it
     assert store.get_item("x") is None
     # NUL inside the context is fine: it is JSON text, escaped
     odd = ev("d").model_copy(update={"context": ev("d").context.model_copy(update={"surface": "a\x00b"})})

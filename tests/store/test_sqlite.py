@@ -62,3 +62,20 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open SQLite store"):
         SQLiteEventStore(path)
     assert path.read_bytes().startswith(b"this is not")  # and it was left alone
+
+
+def test_a_deleted_user_leaves_no_copy_in_the_db_or_wal_files(tmp_path: Path) -> None:
+    """secure_delete zeroes the freed rows and the TRUNCATE checkpoint empties the WAL, so the
+    user's id (which every event row of theirs holds) is in neither file afterwards."""
+    path = tmp_path / "events.db"
+    secret = "deleted-user-7f3a9c"
+    with open_store(f"sqlite:///{path}") as store:
+        store.append([ev(f"e{i}", user=secret if i % 2 else "keep-me", item=f"i{i % 5}") for i in range(400)])
+        files = [path, Path(f"{path}-wal")]
+        assert any(secret.encode() in f.read_bytes() for f in files if f.exists())  # it was on disk
+        assert store.delete_user(secret) == 200
+        for f in files:
+            assert not f.exists() or secret.encode() not in f.read_bytes(), f
+        assert Path(f"{path}-wal").stat().st_size == 0  # truncated, not only checkpointed
+        assert b"keep-me" in path.read_bytes()  # the others are still there
+        assert len(store.user_history("keep-me")) == 200

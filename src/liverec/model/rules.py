@@ -44,6 +44,7 @@ class SequentialRules:
         self._lock = threading.Lock()  # live adds and request-path reads of `_pending`
         self.counts = sp.csr_matrix((0, 0), dtype=np.float64)  # (N, N): row a -> weight of each b
         self.known = np.zeros(0, dtype=bool)  # (N,) items seen in any sequence: the rules know them
+        self.uses = np.zeros(0, dtype=np.int64)  # (N,) positions on each item: known = uses > 0
         self._pending: dict[int, dict[int, float]] = {}  # live additions not yet merged, by row
         self._n_pending = 0
         self._recent: dict[str, Engagements] = {}  # per user: the last `window` engagements
@@ -61,8 +62,11 @@ class SequentialRules:
                 vals += [w, self.backward * w]
         self.n_items = n_items
         self.known = np.zeros(n_items, dtype=bool)
+        self.uses = np.zeros(n_items, dtype=np.int64)
         if len(train):
-            self.known[np.concatenate([np.asarray(s, dtype=np.int64) for s in train])] = True
+            flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in train])
+            self.known[flat] = True
+            self.uses = np.bincount(flat, minlength=n_items).astype(np.int64)
         self.counts = self._matrix(rows, cols, vals, n_items)
         self._pending, self._n_pending = {}, 0
         return self
@@ -91,9 +95,33 @@ class SequentialRules:
             self.n_items = max(self.n_items, b + 1)
             if b >= len(self.known):
                 self.known = np.concatenate([self.known, np.zeros(max(b + 1, 2 * len(self.known)), bool)])
+            if b >= len(self.uses):
+                self.uses = np.concatenate([self.uses, np.zeros(len(self.known) - len(self.uses), np.int64)])
             self.known[b] = True
+            self.uses[b] += 1
         if self._n_pending >= self.merge_every:
             self._merge()
+
+    def forget(self, interactions: Sequence[Interaction]) -> None:
+        """Subtract every pair these interactions added: all of one deleted user's, in log order
+        (their pairs depend on their own sequence only). Counted again on a scratch copy, then
+        negated into the matrix, so counts end as a fit without the user (up to float rounding;
+        unless `max_per_row` had pruned one of their pairs). An item only they used is unknown again."""
+        scratch = SequentialRules(self.window, self.decay, self.backward, self.history, self.eps, 10**18, 0)
+        scratch._observe(interactions)
+        with self._lock:
+            for user in {it.user_id for it in interactions}:
+                self._recent.pop(user, None)
+            for a, row in scratch._pending.items():
+                for b, v in row.items():
+                    self._add(a, b, -v)
+            used = np.flatnonzero(scratch.uses)
+            self.uses[used] -= scratch.uses[used]
+            self.known[used] = self.uses[used] > 0
+            self._merge()
+            m = self.counts
+            m.data[m.data <= 1e-12 * max(1.0, float(np.abs(m.data).max(initial=0.0)))] = 0.0  # residue
+            m.eliminate_zeros()
 
     def _add(self, a: int, b: int, w: float) -> None:
         row = self._pending.setdefault(a, {})

@@ -19,6 +19,7 @@ import pickle
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.store.base import Deletion
 
 VERSION_PREFIX = "v"
 
@@ -143,6 +145,20 @@ class ModelRegistry:
             os.rename(folder, trash)  # atomic: readers see the version or nothing
             shutil.rmtree(trash, ignore_errors=True)
 
+    def purge(self, versions: list[str]) -> list[str]:
+        """Delete versions for good, even from the rollback history (a deleted user's events are in
+        them, so no rollback may bring them back); never the live one. Returns those deleted."""
+        live, doomed = self.live(), set(versions)
+        if live in doomed:
+            raise RegistryError(f"{live} is live; promote a clean version before purging it")
+        history = self.history()
+        if doomed & set(history):
+            self._write_state({"version": live, "history": [v for v in history if v not in doomed]})
+        gone = [v for v in versions if (self.versions_dir / v).is_dir()]
+        for v in gone:
+            self.delete(v)
+        return gone
+
     def _write_state(self, state: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".LIVE-{uuid.uuid4().hex}"
@@ -184,6 +200,24 @@ class ModelRegistry:
             raise RegistryError(f"no version {version!r} in {self.root}") from None
         except (OSError, ValueError) as exc:  # ValueError: not JSON (json.JSONDecodeError)
             raise RegistryError(f"version {version!r} in {self.root} is unreadable: {exc}") from exc
+
+    def affected_versions(self, deletions: Sequence[Deletion]) -> dict[str, list[int]]:
+        """Versions trained on a deleted user's events -> the deletion ``seq``s concerned. A version
+        learned every offset from ``trained_from_offset`` (default 1: online versions inherit their
+        parents' weights) up to ``trainer_offset``; it is affected by a deletion that removed events
+        at or above that start, unless it was retrained after the deletion (``deletions_through`` >=
+        its seq). Conservative: a user's lowest offset is not recorded."""
+        out: dict[str, list[int]] = {}
+        for version in self.list_versions():
+            try:
+                meta = self.meta(version)
+            except RegistryError:
+                continue
+            start, through = int(meta.get("trained_from_offset", 1)), int(meta.get("deletions_through", 0))
+            hits = [d.seq for d in deletions if d.events and d.seq > through and d.max_offset >= start]
+            if hits:
+                out[version] = hits
+        return out
 
     def load(self, version: str | None = None) -> Snapshot:
         """A version's model (eval mode), vocab and metadata; the live one by default."""

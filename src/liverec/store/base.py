@@ -10,11 +10,15 @@ Every backend (SQLite, memory, Postgres, Redis) passes the same contract tests
 - An event for an item the catalog does not know creates a stub item in the same transaction.
 - Item ids get a stable creation order; `list_items` returns it, so every process that reads the
   catalog builds the same id -> row vocabulary.
+- `delete_user` removes the user's events and records a `Deletion` in the same transaction (the
+  user id only as `user_hash`); other processes (the online learner) read `deletions` to forget the
+  user too, and `honour_deletions` marks them once a model trained without the user is live.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +44,36 @@ class StoreStats:
     items: int
     users: int
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One `delete_user`, as recorded in the store: what an auditor (and the learner) needs, never
+    the raw user id."""
+
+    seq: int  # record number, increasing in the order deletions happened
+    user_hash: str  # `user_hash(user_id)`
+    deleted_at: float  # epoch seconds
+    events: int  # events removed
+    max_offset: int  # the highest offset removed (0: none)
+    honoured_at: float | None = None  # when a model trained without them went live (None: pending)
+
+    @property
+    def pending(self) -> bool:
+        return self.honoured_at is None
+
+
+def user_hash(user_id: str) -> str:
+    """Plain (unsalted) sha256 hex of a user id. Unsalted on purpose: every process (the server, the
+    learner) and an auditor can match a record to an id they already hold without sharing a secret;
+    the cost is that a guessable id can be confirmed by hashing guesses."""
+    return hashlib.sha256(user_id.encode()).hexdigest()
+
+
+def new_deletion(seq: int, user_id: str, events: int, max_offset: int, at: float | None = None) -> Deletion:
+    """The record of a deletion; one that removed no event needs no retrain, so it is born honoured."""
+    now = time.time() if at is None else at
+    return Deletion(seq, user_hash(user_id), now, events, max_offset, None if events else now)
 
 
 def embedding_key(encoder: str, text: str) -> str:
@@ -86,7 +120,22 @@ class EventStore(ABC):
 
     @abstractmethod
     def delete_user(self, user_id: str) -> int:
-        """Remove every event of the user; returns how many were removed."""
+        """Remove every event of the user and record a `Deletion` (same transaction); returns how
+        many events were removed. No copy of them may stay in the backend's files (SQLite: WAL
+        checkpointed, freed pages zeroed)."""
+
+    @abstractmethod
+    def deletions(self, after: int = 0) -> list[Deletion]:
+        """The deletion records with ``seq`` > ``after``, in ``seq`` order."""
+
+    @abstractmethod
+    def honour_deletions(self, through: int, at: float | None = None) -> int:
+        """Mark every pending deletion with ``seq`` <= ``through`` as honoured (a model trained
+        without those users is live); returns how many were marked."""
+
+    def pending_deletions(self) -> list[Deletion]:
+        """Deletions whose users may still be in a live model, oldest first."""
+        return [d for d in self.deletions() if d.pending]
 
     def pages(self, after: int = 0, page: int = 10_000) -> Iterator[list[StoredEvent]]:
         """Every event after ``after`` in offset order, ``page`` at a time."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from liverec.core.schema import Event, Item, StoredEvent
-from liverec.store.base import AppendResult, EventStore, StoreStats, dedupe_batch
+from liverec.store.base import AppendResult, Deletion, EventStore, StoreStats, dedupe_batch, new_deletion
 from liverec.store.codec import stub_item
 
 
@@ -20,6 +22,7 @@ class MemoryEventStore(EventStore):
         self._items: dict[str, Item] = {}  # insertion-ordered: creation order
         self._vectors: dict[str, np.ndarray] = {}
         self._last = 0
+        self._deletions: list[Deletion] = []
         self._lock = threading.Lock()
 
     def append(self, events: Sequence[Event]) -> AppendResult:
@@ -64,7 +67,21 @@ class MemoryEventStore(EventStore):
             gone = [off for off, s in self._events.items() if s.event.user_id == user_id]
             for off in gone:
                 self._ids.discard(self._events.pop(off).event.event_id)
+            seq = len(self._deletions) + 1
+            self._deletions.append(new_deletion(seq, user_id, len(gone), max(gone, default=0)))
         return len(gone)
+
+    def deletions(self, after: int = 0) -> list[Deletion]:
+        with self._lock:
+            return [d for d in self._deletions if d.seq > after]
+
+    def honour_deletions(self, through: int, at: float | None = None) -> int:
+        now = time.time() if at is None else at
+        with self._lock:
+            marked = [k for k, d in enumerate(self._deletions) if d.pending and d.seq <= through]
+            for k in marked:
+                self._deletions[k] = replace(self._deletions[k], honoured_at=now)
+        return len(marked)
 
     def upsert_items(self, items: Sequence[Item]) -> int:
         with self._lock:

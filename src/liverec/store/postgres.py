@@ -16,6 +16,7 @@ Item creation takes the same lock, so the catalog's creation order is also its c
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -26,7 +27,16 @@ import psycopg
 from psycopg import sql
 
 from liverec.core.schema import Event, Item, StoredEvent
-from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
+from liverec.settings import redact_text, redact_url
+from liverec.store.base import (
+    AppendResult,
+    Deletion,
+    EventStore,
+    StoreError,
+    StoreStats,
+    dedupe_batch,
+    new_deletion,
+)
 from liverec.store.codec import (
     EVENT_COLS,
     ITEM_COLS,
@@ -68,6 +78,14 @@ CREATE TABLE IF NOT EXISTS liverec_items (
     created_at DOUBLE PRECISION NOT NULL,
     available  BOOLEAN NOT NULL
 );
+CREATE TABLE IF NOT EXISTS liverec_deletions (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_hash   TEXT NOT NULL,                  -- `base.user_hash`: never the raw id
+    deleted_at  DOUBLE PRECISION NOT NULL,
+    events      BIGINT NOT NULL,
+    max_offset  BIGINT NOT NULL,
+    honoured_at DOUBLE PRECISION                -- NULL: a live model may still hold the user
+);
 CREATE TABLE IF NOT EXISTS liverec_embeddings (
     key  TEXT PRIMARY KEY,
     vec  BYTEA NOT NULL
@@ -104,18 +122,21 @@ ORDER BY s.ord
 ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, text = excluded.text, tags = excluded.tags,
     attributes = excluded.attributes, created_at = excluded.created_at, available = excluded.available
 """
+# The delete and its record in one statement: the record's counts are exactly what was removed.
+DELETE_USER = """
+WITH gone AS (DELETE FROM liverec_events WHERE user_id = %s RETURNING seq)
+INSERT INTO liverec_deletions (user_hash, deleted_at, events, max_offset, honoured_at)
+SELECT %s, %s, count(*), coalesce(max(seq), 0), CASE WHEN count(*) = 0 THEN %s::float8 END FROM gone
+RETURNING events
+"""
 POOL_SIZE = 4
 CONNECT_TIMEOUT_S = 5
 SCHEMA_LOCK_KEY = 0x6C69766572656300  # pg_advisory_xact_lock key for concurrent first opens
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
+    """The URL without its secrets, for messages and logs (`liverec.settings.redact_url`)."""
+    return redact_url(url)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -186,7 +207,9 @@ class PostgresEventStore(EventStore):
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to Postgres at {self._where}: {exc}") from exc
+            raise StoreError(
+                f"cannot connect to Postgres at {self._where}: {redact_text(str(exc), self.url)}"
+            ) from exc
         try:
             conn.execute("SET synchronous_commit TO on")  # durable before we acknowledge
             if self._schema:
@@ -207,9 +230,13 @@ class PostgresEventStore(EventStore):
             except psycopg.OperationalError as exc:
                 if attempt == 0 and retry:
                     continue
-                raise StoreError(f"Postgres {action} failed at {self._where}: {exc}") from exc
+                raise StoreError(
+                    f"Postgres {action} failed at {self._where}: {redact_text(str(exc), self.url)}"
+                ) from exc
             except psycopg.Error as exc:
-                raise StoreError(f"Postgres {action} failed at {self._where}: {exc}") from exc
+                raise StoreError(
+                    f"Postgres {action} failed at {self._where}: {redact_text(str(exc), self.url)}"
+                ) from exc
         raise AssertionError("unreachable")
 
     def _create_schema(self, conn: Conn) -> None:
@@ -286,11 +313,32 @@ class PostgresEventStore(EventStore):
         return [stored_event(r[0], r[1:]) for r in reversed(rows)]
 
     def delete_user(self, user_id: str) -> int:
+        d = new_deletion(0, user_id, 0, 0)  # the hash and time; counts come from the DELETE
+
         def work(conn: Conn) -> int:
             with conn.transaction():
-                return conn.execute("DELETE FROM liverec_events WHERE user_id = %s", (user_id,)).rowcount
+                row = conn.execute(DELETE_USER, (user_id, d.user_hash, d.deleted_at, d.deleted_at)).fetchone()
+            return int(row[0]) if row else 0
 
         return self._run(work, "delete_user")
+
+    def deletions(self, after: int = 0) -> list[Deletion]:
+        query = (
+            "SELECT seq, user_hash, deleted_at, events, max_offset, honoured_at FROM liverec_deletions "
+            "WHERE seq > %s ORDER BY seq"
+        )
+        rows = self._run(lambda c: c.execute(query, (after,)).fetchall(), "deletions", retry=True)
+        return [Deletion(int(r[0]), r[1], float(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows]
+
+    def honour_deletions(self, through: int, at: float | None = None) -> int:
+        now = time.time() if at is None else at
+        query = "UPDATE liverec_deletions SET honoured_at = %s WHERE seq <= %s AND honoured_at IS NULL"
+
+        def work(conn: Conn) -> int:
+            with conn.transaction():
+                return conn.execute(query, (now, through)).rowcount
+
+        return self._run(work, "honour_deletions")
 
     # -- catalog ------------------------------------------------------------------------------
     def upsert_items(self, items: Sequence[Item]) -> int:

@@ -15,6 +15,7 @@ write survive a crash of the machine. Opening the store logs a warning when that
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -26,7 +27,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from liverec.core.schema import Event, Item, StoredEvent
-from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
+from liverec.settings import redact_text, redact_url
+from liverec.store.base import (
+    AppendResult,
+    Deletion,
+    EventStore,
+    StoreError,
+    StoreStats,
+    dedupe_batch,
+    user_hash,
+)
 from liverec.store.codec import event_row, stored_event, vector_bytes, vector_from
 
 log = logging.getLogger(__name__)
@@ -159,22 +169,37 @@ end
 return '[' .. table.concat(parts, ',') .. ']'
 """
 
-# KEYS: log, ids, users, the user's key. ARGV: user_id. Returns how many events were removed.
+# KEYS: log, ids, users, the user's key, deletions, deletion_seq. ARGV: user_id, user hash, time
+# (JSON number text). Removes the events and records the deletion (a JSON row in the deletions hash,
+# see `_deletion`) in one step. Returns how many events were removed.
 DELETE_USER = f"""#!lua
 {_CHECKS}
-local wants = {{'stream', 'set', 'set', 'zset'}}
-for k = 1, 4 do
+local wants = {{'stream', 'set', 'set', 'zset', 'hash', 'string'}}
+for k = 1, 6 do
   local err = check_type(KEYS[k], wants[k])
   if err then return err end
 end
+local seq, err = counter(KEYS[6])
+if err then return err end
 local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+local top = 0
 for i = 1, #members, 2 do
   redis.call('SREM', KEYS[2], members[i])
   redis.call('XDEL', KEYS[1], '0-' .. members[i + 1])
+  local off = tonumber(members[i + 1])
+  if off > top then top = off end
 end
 redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[3], ARGV[1])
-return #members / 2
+local n = #members / 2
+seq = seq + 1
+local honoured = 'null'
+if n == 0 then honoured = ARGV[3] end
+local row = '["' .. ARGV[2] .. '",' .. ARGV[3] .. ',' .. string.format('%d', n) .. ','
+  .. string.format('%d', top) .. ',' .. honoured .. ']'
+redis.call('HSET', KEYS[5], string.format('%d', seq), row)
+redis.call('SET', KEYS[6], string.format('%d', seq))
+return n
 """
 
 # KEYS: items, item_order, item_seq. ARGV: item_id, packed item, ... Returns how many were new.
@@ -219,8 +244,8 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    return url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
+    """The URL without its secrets, for messages and logs (`liverec.settings.redact_url`)."""
+    return redact_url(url)
 
 
 def durability_problem(appendonly: str, appendfsync: str) -> str | None:
@@ -251,6 +276,11 @@ def _item_from(item_id: str, blob: bytes | str) -> Item:
     )
 
 
+def _deletion(seq: int, blob: bytes | str) -> Deletion:
+    user, deleted_at, events, max_offset, honoured_at = orjson.loads(blob)
+    return Deletion(seq, user, float(deleted_at), int(events), int(max_offset), honoured_at)
+
+
 def _dumps(row: Sequence[Any]) -> str:
     return orjson.dumps(row).decode()
 
@@ -269,6 +299,7 @@ class RedisEventStore(EventStore):
         self._seq, self._log, self._ids = f"{tag}:seq", f"{tag}:log", f"{tag}:ids"
         self._items, self._order, self._item_seq = f"{tag}:items", f"{tag}:item_order", f"{tag}:item_seq"
         self._users, self._emb, self._user_prefix = f"{tag}:users", f"{tag}:emb", f"{tag}:user:"
+        self._deletions, self._deletion_seq = f"{tag}:deletions", f"{tag}:deletion_seq"
         try:
             # No automatic retries: a write whose reply was lost would be retried as a duplicate
             # and its events never reported as accepted. Reads retry once in `_run`.
@@ -279,7 +310,7 @@ class RedisEventStore(EventStore):
                 retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, redis.RedisError) as exc:
-            raise StoreError(f"bad Redis URL {self._where}: {exc}") from exc
+            raise StoreError(f"bad Redis URL {self._where}: {redact_text(str(exc), self.url)}") from exc
         version = self._run(lambda r: str(r.info("server")["redis_version"]), "open")
         sources = {
             "append": APPEND,
@@ -303,9 +334,13 @@ class RedisEventStore(EventStore):
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if attempt == 0 and retry:
                     continue
-                raise StoreError(f"Redis {action} failed at {self._where}: {exc}") from exc
+                raise StoreError(
+                    f"Redis {action} failed at {self._where}: {redact_text(str(exc), self.url)}"
+                ) from exc
             except redis.RedisError as exc:
-                raise StoreError(f"Redis {action} failed at {self._where}: {exc}") from exc
+                raise StoreError(
+                    f"Redis {action} failed at {self._where}: {redact_text(str(exc), self.url)}"
+                ) from exc
         raise AssertionError("unreachable")
 
     def _check_durability(self) -> str | None:
@@ -360,9 +395,27 @@ class RedisEventStore(EventStore):
 
     def delete_user(self, user_id: str) -> int:
         keys = [self._log, self._ids, self._users, self._user_key(user_id)]
+        keys += [self._deletions, self._deletion_seq]
+        args = [user_id, user_hash(user_id), repr(time.time())]
         return int(
-            self._run(lambda r: self._scripts["delete_user"](keys=keys, args=[user_id], client=r), "delete")
+            self._run(lambda r: self._scripts["delete_user"](keys=keys, args=args, client=r), "delete")
         )
+
+    def deletions(self, after: int = 0) -> list[Deletion]:
+        rows = self._run(lambda r: r.hgetall(self._deletions), "deletions", retry=True)
+        out = [_deletion(int(seq), blob) for seq, blob in rows.items() if int(seq) > after]
+        return sorted(out, key=lambda d: d.seq)
+
+    def honour_deletions(self, through: int, at: float | None = None) -> int:
+        now = time.time() if at is None else at
+        marked = {
+            str(d.seq): orjson.dumps([d.user_hash, d.deleted_at, d.events, d.max_offset, now])
+            for d in self.deletions()
+            if d.pending and d.seq <= through
+        }
+        if marked:  # only the learner honours, and new records take new fields: no lost update
+            self._run(lambda r: r.hset(self._deletions, mapping=marked), "honour_deletions")  # type: ignore[arg-type]
+        return len(marked)
 
     # -- catalog ------------------------------------------------------------------------------
     def upsert_items(self, items: Sequence[Item]) -> int:

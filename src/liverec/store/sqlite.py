@@ -12,8 +12,10 @@ or deletion scans the log (both are rare operations; live state is kept in memor
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
@@ -22,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from liverec.core.schema import Event, Item, StoredEvent, stored_events
-from liverec.store.base import AppendResult, EventStore, StoreError, StoreStats, dedupe_batch
+from liverec.store.base import (
+    AppendResult,
+    Deletion,
+    EventStore,
+    StoreError,
+    StoreStats,
+    dedupe_batch,
+    new_deletion,
+)
 from liverec.store.codec import (
     EVENT_COLS,
     ITEM_COLS,
@@ -59,12 +69,21 @@ CREATE TABLE IF NOT EXISTS items (
     created_at REAL NOT NULL,
     available  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deletions (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_hash   TEXT NOT NULL,                     -- `base.user_hash`: never the raw id
+    deleted_at  REAL NOT NULL,
+    events      INTEGER NOT NULL,
+    max_offset  INTEGER NOT NULL,
+    honoured_at REAL                               -- NULL: a live model may still hold the user
+);
 CREATE TABLE IF NOT EXISTS embeddings (
     key        TEXT PRIMARY KEY,
     vec        BLOB NOT NULL
 );
 """
 
+log = logging.getLogger(__name__)
 MAX_VARS = 900  # stay under SQLite's bound-parameter limit on old builds
 
 
@@ -99,6 +118,7 @@ class SQLiteEventStore(EventStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # durable before we acknowledge
             self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free space
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
@@ -128,6 +148,15 @@ class SQLiteEventStore(EventStore):
         if rows:
             self._ids.add(r[1] for r in rows)
             self._synced = max(r[0] for r in rows)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read under the lock. SQLite failures (closed, corrupt) become `StoreError`, as writes do."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite read of {self.path} failed: {exc}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -198,22 +227,22 @@ class SQLiteEventStore(EventStore):
         return int(row[0]) if row else 0
 
     def read(self, after: int = 0, limit: int = 10_000) -> list[StoredEvent]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 f"SELECT seq, {EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         return [stored_event(r[0], r[1:]) for r in rows]
 
     def last_offset(self) -> int:
-        with self._lock:
+        with self._read():
             return self._last_seq(self._db)
 
     def count_events(self) -> int:
-        with self._lock:
+        with self._read():
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def user_history(self, user_id: str, limit: int | None = None) -> list[StoredEvent]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 f"SELECT seq, {EVENT_COLS} FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
                 (user_id, -1 if limit is None else limit),
@@ -223,10 +252,46 @@ class SQLiteEventStore(EventStore):
     def delete_user(self, user_id: str) -> int:
         with self._write() as db:
             self._catch_up(db)
-            gone = [r[0] for r in db.execute("SELECT id_hash FROM events WHERE user_id = ?", (user_id,))]
+            rows = db.execute("SELECT id_hash, seq FROM events WHERE user_id = ?", (user_id,)).fetchall()
             removed = db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
-        self._ids.remove(gone)  # a deleted event's id may be sent again
+            d = new_deletion(0, user_id, int(removed), max((r[1] for r in rows), default=0))
+            db.execute(
+                "INSERT INTO deletions(user_hash, deleted_at, events, max_offset, honoured_at) "
+                "VALUES (?,?,?,?,?)",
+                (d.user_hash, d.deleted_at, d.events, d.max_offset, d.honoured_at),
+            )
+        self._ids.remove([r[0] for r in rows])  # a deleted event's id may be sent again
+        self.checkpoint()
         return int(removed)
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it, so no old page (a deleted user's rows)
+        stays in the -wal file; False when a reader in another process kept it from completing."""
+        with self._lock:
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite checkpoint of {self.path} failed: {exc}") from exc
+        if busy:
+            log.warning("WAL checkpoint of %s blocked by a reader; deleted rows wait for the next", self.path)
+        return not busy
+
+    def deletions(self, after: int = 0) -> list[Deletion]:
+        with self._read():
+            rows = self._db.execute(
+                "SELECT seq, user_hash, deleted_at, events, max_offset, honoured_at FROM deletions "
+                "WHERE seq > ? ORDER BY seq",
+                (after,),
+            ).fetchall()
+        return [Deletion(*r) for r in rows]
+
+    def honour_deletions(self, through: int, at: float | None = None) -> int:
+        with self._write() as db:
+            marked = db.execute(
+                "UPDATE deletions SET honoured_at = ? WHERE seq <= ? AND honoured_at IS NULL",
+                (time.time() if at is None else at, through),
+            ).rowcount
+        return int(marked)
 
     # -- catalog ------------------------------------------------------------------------------
     def upsert_items(self, items: Sequence[Item]) -> int:
@@ -245,12 +310,12 @@ class SQLiteEventStore(EventStore):
         return int(after - before)
 
     def get_item(self, item_id: str) -> Item | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute(f"SELECT {ITEM_COLS} FROM items WHERE item_id = ?", (item_id,)).fetchone()
         return item_from_row(row) if row else None
 
     def list_items(self) -> list[Item]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute(f"SELECT {ITEM_COLS} FROM items ORDER BY idx").fetchall()
         items = [item_from_row(r) for r in rows]
         self._known_items.update(i.item_id for i in items)
@@ -259,7 +324,7 @@ class SQLiteEventStore(EventStore):
     # -- embeddings ---------------------------------------------------------------------------
     def get_embeddings(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        with self._lock:
+        with self._read():
             for chunk in _chunks(list(keys)):
                 marks = ",".join("?" * len(chunk))
                 for key, blob in self._db.execute(
@@ -279,7 +344,7 @@ class SQLiteEventStore(EventStore):
 
     # -- housekeeping -------------------------------------------------------------------------
     def stats(self) -> StoreStats:
-        with self._lock:
+        with self._read():
             events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             items = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
             users = self._db.execute("SELECT COUNT(DISTINCT user_id) FROM events").fetchone()[0]
