@@ -3,8 +3,11 @@
 - Hot reload: a watcher thread polls the registry's LIVE pointer; a newly promoted version is
   loaded, aligned to the catalog and given text off the request path, then swapped in with one
   reference assignment. Requests in flight finish on the model they started with: none fails.
-- Growth: when the catalog grows, the served model grows with it; new items' text is encoded by a
-  background worker (store cache first), after which they are recommendable from their text.
+- Growth: when the catalog grows, the served model grows with it. Items written through
+  `Engine.upsert_items` get their text encoded on the write path (`encode`, `items_changed`), so
+  they are recommendable from their text when the PUT returns; items that only appear in events
+  (catalog stubs) and a version loaded mid-write get theirs from a background worker (store cache
+  first).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from liverec.core.catalog import Catalog
+from liverec.core.schema import Item
 from liverec.model.base import Model
 from liverec.model.rules import SequentialRules
 from liverec.model.sequential import SequentialModel
@@ -97,7 +101,9 @@ class ModelManager:
             model.set_text(self._texts(new_rows))
             self.current = model
             self.on_swap(model)
-            model.sync(self.catalog)  # items that arrived while we were loading
+            late = model.sync(self.catalog)  # items that arrived while we were loading: their text too
+            if late:
+                self._text_queue.put(late)
             self.swaps += 1
             log.info("serving model %s (was %s)", live, served)
             return True
@@ -117,6 +123,32 @@ class ModelManager:
             return
         todo = set(model.sync(self.catalog))
         todo.update(rows)
+        if todo:
+            self._text_queue.put(sorted(todo))
+
+    def encode(self, items: Sequence[Item]) -> dict[str, np.ndarray]:
+        """Text vectors of ``items`` (by item id; those with text), for `items_changed`: on the
+        caller's (writer) thread, so an upsert answers with its items' text in the served model.
+        Empty when no model is served (popularity uses no text)."""
+        if self.current is None:
+            return {}
+        pairs = [(it.item_id, it.content()) for it in items if it.content()]
+        if not pairs:
+            return {}
+        vecs = self.encoder.encode_cached([c for _, c in pairs], self.store)
+        return {item_id: vecs[k] for k, (item_id, _) in enumerate(pairs)}
+
+    def items_changed(self, rows: Sequence[int], items: Sequence[Item], texts: dict[str, np.ndarray]) -> None:
+        """After an upsert put ``items`` at catalog ``rows``: grow the served model and set the text
+        `encode` computed; rows without it (a model swapped in meanwhile) go to the worker."""
+        model = self.current
+        if model is None:
+            return
+        todo = set(model.sync(self.catalog))
+        ready = {r: texts[it.item_id] for r, it in zip(rows, items, strict=True) if it.item_id in texts}
+        model.set_text(ready)
+        todo.update(r for r, it in zip(rows, items, strict=True) if it.content())
+        todo.difference_update(ready)
         if todo:
             self._text_queue.put(sorted(todo))
 

@@ -5,8 +5,9 @@ The model is read once per call, so swapping ``recommender.model`` (a hot reload
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +21,24 @@ from liverec.policy.base import Greedy, Policy, Slate
 
 @dataclass(frozen=True)
 class ScoredItem:
+    """``filler``: the model had no evidence for the item (score 0, or none: reported as 0); it only
+    pads the list to k, so a client can tell an empty world from a weak recommendation."""
+
     item_id: str
     score: float
     propensity: float = 1.0
+    filler: bool = False
+
+
+def scored_items(
+    ids: Sequence[str], rows: list[int], scores: list[float], props: list[float]
+) -> list[ScoredItem]:
+    """The served items, each marked `filler` when its score carries no evidence (0 or not finite)."""
+    out = []
+    for r, s, p in zip(rows, scores, props, strict=True):
+        evidence = math.isfinite(s) and s != 0.0
+        out.append(ScoredItem(ids[r], s if evidence else 0.0, p, not evidence))
+    return out
 
 
 @dataclass(frozen=True)
@@ -145,13 +161,9 @@ class Recommender:
             if shown is not None and slate.index is not None:  # the slot rows' vectors, in index order
                 added = model.item_vectors(slate.rows[slate.index >= len(cands)])
                 context["item_vectors"] = shown if added is None else np.concatenate([shown, added])
-        ids = self.catalog.ids
-        items = [
-            ScoredItem(ids[r], float(s), float(p))
-            for r, s, p in zip(
-                slate.rows.tolist(), slate.scores.tolist(), slate.propensities.tolist(), strict=True
-            )
-        ]
+        items = scored_items(
+            self.catalog.ids, slate.rows.tolist(), slate.scores.tolist(), slate.propensities.tolist()
+        )
         return Recommendation(uuid.uuid4().hex, model.version_for(user), slate.policy, items, slate, context)
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
@@ -163,5 +175,5 @@ class Recommender:
         sim = self.model.similar(row, n)
         mask = self.catalog.available.copy()
         mask[row] = False
-        ids = self.catalog.ids
-        return [ScoredItem(ids[r], float(sim[r])) for r in top_rows(sim, mask, k).tolist()]
+        rows = top_rows(sim, mask, k)
+        return scored_items(self.catalog.ids, rows.tolist(), sim[rows].tolist(), [1.0] * len(rows))

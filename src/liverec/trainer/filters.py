@@ -1,4 +1,5 @@
-"""Event quality before learning. Events stay in the log; these only decide what the model learns.
+"""Event quality before learning. Events stay in the log; these only decide what the model learns,
+and (`[filters] serving`) what the server's live popularity, trending and co-occurrence count.
 
 - duplicates: the same (user, item, type) again within `duplicate_window_s` (double clicks, retries
   with new ids) is dropped;
@@ -49,6 +50,18 @@ class EventFilter:
         self._item_times = {k: d for k, d in self._item_times.items() if d and d[-1][0] >= now - 60.0}
         self._user_until = {k: t for k, t in self._user_until.items() if t >= horizon}
         self._item_until = {k: t for k, t in self._item_until.items() if t >= horizon}
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop what the filter holds on a deleted user: one who comes back starts fresh."""
+        self._user_times.pop(user_id, None)
+        self._user_until.pop(user_id, None)
+        self._last_seen = {k: t for k, t in self._last_seen.items() if k[0] != user_id}
+        self._repeats = {k: d for k, d in self._repeats.items() if k[0] != user_id}
+        for times in self._item_times.values():
+            if any(u == user_id for _, u in times):
+                kept = [(t, u) for t, u in times if u != user_id]
+                times.clear()
+                times.extend(kept)
 
     def _check(self, ev: Event) -> str | None:
         c, t = self.cfg, ev.timestamp
