@@ -42,6 +42,9 @@ def render(values: Mapping[str, Any], sources: Mapping[str, str], policy_default
     from liverec.settings import MMR_KEYS, POLICY_PARAMS, redact_url
 
     values = {**values, "store_url": redact_url(str(values["store_url"]))}
+    if isinstance(values.get("auth"), Mapping):  # API keys as inline tables; a key itself never shown
+        keys = [{k: v for k, v in key.items() if v is not None} for key in values["auth"].get("keys", [])]
+        values["auth"] = {**values["auth"], "keys": keys}
     policy = dict(values.get("policy") or {})
     if policy:  # only the named policy's parameters; the unset ones as its defaults, commented
         every = {p for params in POLICY_PARAMS.values() for p in params} | set(MMR_KEYS)
@@ -99,6 +102,10 @@ def _toml(value: Any) -> str:
         return '"' + "".join(_ESCAPES.get(c) or _control(c) for c in value) + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "get_secret_value"):  # a pydantic SecretStr: an API key is never printed
+        return '"***"'
     raise TypeError(f"no TOML form for a {type(value).__name__}: {value!r}")
 
 

@@ -8,10 +8,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
+from liverec.cli.common import (
+    ConfigOpt,
+    CsvOptions,
+    StoreOpt,
+    app,
+    console,
+    csv_options,
+    fail,
+    progress_bar,
+    settings_from,
+)
 
 if TYPE_CHECKING:
-    from liverec.events.datasets import CsvColumns, Dataset, ItemColumns
+    from liverec.events.datasets import Dataset
 
 
 class Format(StrEnum):
@@ -19,56 +29,49 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def read_dataset(
-    path: Path,
-    fmt: Format,
-    columns: CsvColumns | None = None,
-    items_file: Path | None = None,
-    item_columns: ItemColumns | None = None,
-    delimiter: str = ",",
-) -> Dataset:
-    from liverec.events.datasets import CsvColumns, ItemColumns, load_csv, load_movielens
+def read_dataset(path: Path, fmt: Format, csv: CsvOptions | None = None) -> Dataset:
+    """The events (and items) of ``path``. A path of the wrong kind for ``fmt`` (a folder given as a
+    CSV, a file given as a MovieLens folder) is a DatasetError that says what is expected; a bad
+    column option is a ValueError."""
+    from liverec.events.datasets import DatasetError, load_csv, load_movielens
 
     if fmt is Format.movielens:
+        if path.is_file():
+            raise DatasetError(
+                f"{path} is a file; --format movielens expects a MovieLens folder (u.data, u.item). "
+                "For a CSV file use --format csv"
+            )
+        if path.is_dir() and not (path / "u.data").is_file():
+            raise DatasetError(f"{path} has no u.data; --format movielens expects a MovieLens 100k folder")
         return load_movielens(path)
-    columns = CsvColumns() if columns is None else columns
-    item_columns = ItemColumns() if item_columns is None else item_columns
-    return load_csv(path, columns, items_file, item_columns, delimiter)
+    if path.is_dir():
+        raise DatasetError(
+            f"{path} is a folder; --format csv expects one CSV file of interactions (items go in "
+            "--items-file). For a MovieLens folder use --format movielens"
+        )
+    csv = csv or CsvOptions()
+    return load_csv(path, csv.columns(), csv.items_file, csv.item_columns(), csv.delimiter)
 
 
 @app.command("import")
+@csv_options
 def import_(
     path: Annotated[Path, typer.Argument(help="a MovieLens folder (u.data, u.item) or a CSV file")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.movielens,
     config: ConfigOpt = None,
     store: StoreOpt = None,
-    user_col: Annotated[str, typer.Option(help="CSV: user id column")] = "user_id",
-    item_col: Annotated[str, typer.Option(help="CSV: item id column")] = "item_id",
-    time_col: Annotated[str | None, typer.Option(help="CSV: timestamp column (ISO-8601 or epoch)")] = None,
-    rating_col: Annotated[
-        str | None, typer.Option(help="CSV: rating column; rows become rating events")
-    ] = None,
-    type_col: Annotated[str | None, typer.Option(help="CSV: event type column")] = None,
-    event_type: Annotated[str, typer.Option(help="CSV: event type when there is no type column")] = "click",
-    items_file: Annotated[Path | None, typer.Option(help="CSV: a file of items")] = None,
-    item_id_col: Annotated[str, typer.Option(help="items file: id column")] = "item_id",
-    item_title_col: Annotated[str | None, typer.Option(help="items file: title column")] = None,
-    item_text_cols: Annotated[str, typer.Option(help="items file: comma-separated text columns")] = "",
-    item_tags_col: Annotated[str | None, typer.Option(help="items file: tags column")] = None,
-    delimiter: Annotated[str, typer.Option(help="CSV delimiter")] = ",",
     batch: Annotated[int, typer.Option(min=1, help="events per durable batch")] = 10_000,
+    *,
+    csv: CsvOptions,
 ) -> None:
     """Import events and items; re-importing the same file adds nothing (event ids are stable)."""
-    from liverec.events.datasets import CsvColumns, DatasetError, ItemColumns
+    from liverec.events.datasets import DatasetError
+    from liverec.settings import redact_url
     from liverec.store import StoreError, open_store
 
     settings = settings_from(config, store)
     try:
-        columns = CsvColumns(user_col, item_col, time_col, rating_col, type_col, event_type)  # type: ignore[arg-type]
-        item_columns = ItemColumns(
-            item_id_col, item_title_col, tuple(c for c in item_text_cols.split(",") if c), item_tags_col
-        )
-        data = read_dataset(path, fmt, columns, items_file, item_columns, delimiter)
+        data = read_dataset(path, fmt, csv)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
         return
@@ -89,5 +92,5 @@ def import_(
         return
     console.print(
         f"imported {accepted:,} events ({duplicates:,} duplicates skipped) and {len(data.items):,} items "
-        f"into {settings.store_url}"
+        f"into {redact_url(settings.store_url)}"
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, settings_from
+from liverec.cli.common import ConfigOpt, CsvOptions, StoreOpt, app, console, csv_options, fail, settings_from
 from liverec.cli.data import Format, read_dataset
 
 evaluate_app = typer.Typer(help="Evaluate models honestly.", no_args_is_help=True)
@@ -32,6 +32,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 
 
 @evaluate_app.command()
+@csv_options
 def offline(
     config: ConfigOpt = None,
     store: StoreOpt = None,
@@ -42,6 +43,8 @@ def offline(
         bool, typer.Option(help="also popularity, item-kNN, ALS and sequential rules (tuned on validation)")
     ] = True,
     min_len: Annotated[int, typer.Option(help="users with fewer positives are skipped")] = 5,
+    *,
+    csv: CsvOptions,
 ) -> None:
     """Leave-one-out by time, full ranking over all items: HR, NDCG, MRR, coverage, and NDCG@10's 95%
     bootstrap interval over the users ("ndcg@10_ci95"): a table on stderr, one JSON object on stdout."""
@@ -55,12 +58,12 @@ def offline(
     settings = settings_from(config, store)
     try:
         if data is not None:
-            ds = read_dataset(data, fmt)
+            ds = read_dataset(data, fmt, csv)
             seqs = sequences_from_events(ds.events, ds.items, settings.rewards)
         else:
             with open_store(settings.store_url) as st:
                 seqs = sequences_from_store(st)
-    except (DatasetError, StoreError) as exc:
+    except (DatasetError, StoreError, ValueError) as exc:
         fail(str(exc))
         return
     split = leave_one_out(seqs, min_len=min_len)
@@ -88,6 +91,7 @@ def offline(
 
 
 @evaluate_app.command()
+@csv_options
 def prequential(
     data: Annotated[Path, typer.Option(help="a time-ordered log: MovieLens folder or CSV")],
     fmt: Annotated[Format, typer.Option("--format")] = Format.movielens,
@@ -99,6 +103,8 @@ def prequential(
     ] = 64,
     text: Annotated[bool, typer.Option(help="use the text encoder for item content")] = True,
     plot: Annotated[Path, typer.Option(help="where to save the PNG")] = Path("prequential.png"),
+    *,
+    csv: CsvOptions,
 ) -> None:
     """Replay a log in time order: train offline on the first part, stream the rest test-then-train,
     comparing the online-updated Transformer, the frozen one and online popularity."""
@@ -111,8 +117,8 @@ def prequential(
 
     settings = settings_from(config)
     try:
-        ds = read_dataset(data, fmt)
-    except DatasetError as exc:
+        ds = read_dataset(data, fmt, csv)
+    except (DatasetError, ValueError) as exc:
         fail(str(exc))
         return
     vectors = None

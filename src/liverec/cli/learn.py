@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -49,6 +50,8 @@ def learn(
                 gate,
                 settings.rewards,
                 filters,
+                privacy=settings.privacy,  # deleted users leave the live model within its deadline
+                retrain=settings.train,
             )
 
             def report(d: Decision) -> None:
@@ -56,6 +59,20 @@ def learn(
                 console.print(f"offset {d.offset}: {what} - {d.reason}")
 
             follower.on_decision = report
+            shown: dict[str, Any] = {"why": "", "t": 0.0}
+
+            def progress(status: dict[str, Any]) -> None:
+                """Why no version yet, when that changes (or every 30 s): the `/healthz` words."""
+                now = time.monotonic()
+                if status["why"] == shown["why"] and now - float(shown["t"]) < 30.0:
+                    return
+                shown.update(why=status["why"], t=now)
+                console.print(
+                    f"offset {status['offset']:,}: {status['events_waiting']:,} events since the last "
+                    f"decision, {status['scored']}/{status['min_eval']} examples scored - {status['why']}"
+                )
+
+            follower.on_status = progress
             learner = follower.start()
             console.print(f"learning from offset {learner.offset:,}; live {follower.live_version}")
             follower.run(follow=follow, max_seconds=max_seconds, stop=lambda: stopping["now"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -24,12 +25,23 @@ def serve(
     learn: Annotated[
         bool, typer.Option(help="also run the online trainer (`liverec learn --follow`)")
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="serve without API keys on a non-loopback address ([auth] insecure): anyone who can "
+            "connect is admin",
+        ),
+    ] = False,
 ) -> None:
     """Serve recommendations over HTTP; state is rebuilt from the event log first."""
     import uvicorn
+    from rich.markup import escape
 
     from liverec.serve.app import create_app
+    from liverec.serve.auth import InsecureBind, check_bind
     from liverec.serve.engine import Engine
+    from liverec.settings import redact_url
     from liverec.store import StoreError
 
     settings = settings_from(config, store)
@@ -37,6 +49,15 @@ def serve(
         settings.server.host = host
     if port is not None:
         settings.server.port = port
+    if insecure:
+        settings.auth.insecure = True
+    try:  # before the (long) state rebuild: a refusal should be immediate (create_app checks too)
+        check_bind(settings)
+    except InsecureBind as exc:
+        fail(escape(str(exc)))  # escaped: [[auth.keys]] is no rich markup
+        return
+    # liverec's own log lines (access mode at start, model swaps) to stderr; uvicorn has its own
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         engine = Engine(settings)
         total = engine.store.last_offset()
@@ -52,7 +73,8 @@ def serve(
         fail(str(exc))
         return
     console.print(
-        f"liverec on http://{settings.server.host}:{settings.server.port}  store={settings.store_url}  "
+        f"liverec on http://{settings.server.host}:{settings.server.port}  "
+        f"store={redact_url(settings.store_url)}  "
         f"events={engine.state.events_applied:,} users={len(engine.state):,} items={len(engine.catalog):,}"
     )
     # Startup objects (live state, catalog) never become garbage: keep the cyclic GC from rescanning

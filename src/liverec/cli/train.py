@@ -5,12 +5,36 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from liverec.cli.common import ConfigOpt, StoreOpt, app, console, fail, progress_bar, settings_from
+
+if TYPE_CHECKING:
+    from liverec.trainer.offline import EpochLog
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def time_left(e: EpochLog, max_seconds: float = 0.0) -> str:
+    """The estimate a user waiting on `liverec train` needs: at the pace so far, the time to the last
+    epoch (the most it can take, or the `max_seconds` budget), and the time to the epoch early
+    stopping ends at if validation stops improving (what usually happens)."""
+    pace = e.elapsed_s / max(e.epoch, 1)
+    most = pace * max(0, e.epochs - e.epoch)
+    if max_seconds:
+        most = min(most, max(0.0, max_seconds - e.elapsed_s))
+    if not e.epochs or e.epoch >= e.epochs or most <= 0:
+        return "left: 0s"
+    early = pace * max(0, e.stops_by - e.epoch)
+    if e.stops_by and early < most:
+        return f"left: ≤{_duration(most)}, ~{_duration(early)} if val stops improving"
+    return f"left: ~{_duration(most)}"
 
 
 class Promote(StrEnum):
@@ -34,7 +58,7 @@ def train(
     from liverec.model.text import TextEncoder
     from liverec.registry.registry import ModelRegistry, RegistryError
     from liverec.store import StoreError, open_store
-    from liverec.trainer.offline import EpochLog, build_model, scorer
+    from liverec.trainer.offline import build_model, scorer
     from liverec.trainer.offline import train as fit
 
     train_args = {"seed": seed, **({"epochs": epochs} if epochs else {})}  # [train] values, validated
@@ -63,23 +87,26 @@ def train(
         f"training on {len(split.train):,} users, {split.n_items:,} items, "
         f"{sum(len(s) for s in split.train):,} interactions"
     )
+    max_s = cfg.max_seconds
     with Progress(
         TextColumn("[bold]epoch"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         TextColumn("{task.fields[status]}"),
         console=console,
         disable=not console.is_terminal,
     ) as progress:
-        task = progress.add_task("train", total=cfg.epochs, status="")
+        task = progress.add_task("train", total=cfg.epochs, status="", eta="")
 
         def on_epoch(e: EpochLog) -> None:
             val = f"val ndcg@10 {e.val['ndcg@10']:.4f} hr@10 {e.val['hr@10']:.4f}" if e.val else ""
             status = f"loss {e.loss:.3f} {e.interactions_per_s:,.0f}/s {val}"
-            progress.update(task, advance=1, status=status)
+            eta = time_left(e, max_s)
+            progress.update(task, advance=1, total=e.epochs or cfg.epochs, status=status, eta=eta)
             if not console.is_terminal:
-                console.print(f"epoch {e.epoch}: {status}")
+                console.print(f"epoch {e.epoch}/{e.epochs or cfg.epochs} ({eta}): {status}")
 
         result = fit(model, split.train, split.val_inputs(), split.val, cfg, on_epoch=on_epoch)
     test = evaluate(scorer(model), split.test_inputs(), split.test, split.n_items)
