@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from liverec.settings import DEFAULT_DATA_DIR, Settings, load_settings, redact_url, value_sources
+from liverec.settings import (
+    DEFAULT_DATA_DIR,
+    Settings,
+    load_settings,
+    redact_text,
+    redact_url,
+    value_sources,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -225,6 +232,7 @@ OLD_DEFAULTS: dict[str, dict[str, object]] = {
     "filters": {
         "duplicate_window_s": 2.0, "max_repeats": 3, "repeat_window_s": 3600.0, "user_max_per_minute": 120,
         "item_max_per_minute": 300, "item_min_users": 5, "quarantine_s": 3600.0,
+        "serving": True,  # added (issue 25 item 7): the server's live counts are screened too
     },
     "join": {"window_s": 300.0, "aggregate": "sum", "grace_s": 0.0, "max_open": 1000000},
 }  # fmt: skip
@@ -365,3 +373,39 @@ def test_redact_url() -> None:
     assert redact_url("redis://:pw@host:6380/0") == "redis://:***@host:6380/0"
     assert redact_url("sqlite:///data/events.db") == "sqlite:///data/events.db"
     assert redact_url("postgresql://u@host/db") == "postgresql://u@host/db"  # no password
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u:secret@h/db?password=x&sslpassword=y",
+            "postgresql://u:***@h/db?password=***&sslpassword=***",
+        ),
+        (
+            "postgres://u:p%40ss:w@h:5432/db?schema=s&passfile=/home/u/.pgpass&application_name=a",
+            "postgres://u:***@h:5432/db?schema=s&passfile=***&application_name=a",
+        ),
+        (
+            "rediss://default:tok@h/0?prefix=p&access_token=t&client_secret=c",
+            "rediss://default:***@h/0?prefix=p&access_token=***&client_secret=***",
+        ),
+        ("redis://h:6379/0?api_key=k&Password=P", "redis://h:6379/0?api_key=***&Password=***"),
+        ("postgresql://u:pw@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("postgresql://u:a@b@h/db", "postgresql://u:***@h/db"),  # an unescaped @ in the password
+        ("postgresql://u:pw@[bad/db", "postgresql://u:***@[bad/db"),  # not parseable: still masked
+        ("host=h password=secret dbname=d", "host=h password=*** dbname=d"),  # libpq conninfo
+        ("memory://", "memory://"),
+        ("sqlite:////abs/events.db", "sqlite:////abs/events.db"),
+    ],
+)
+def test_redact_url_masks_every_secret(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redact_text_masks_secrets_quoted_in_a_message() -> None:
+    url = "postgresql://u:s3cr%21t@h/db?sslpassword=hunter2"
+    message = f'connection to {url} failed: bad "s3cr!t" for sslpassword hunter2'
+    out = redact_text(message, url)
+    shown = "postgresql://u:***@h/db?sslpassword=***"
+    assert out == f'connection to {shown} failed: bad "***" for sslpassword ***'

@@ -7,14 +7,16 @@ Nested groups are set from the environment with a double underscore, e.g.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -54,6 +56,22 @@ class ServerSettings(Table):
     max_batch_events: int = Field(10_000, gt=0, description="larger event batches get 413")
     max_future_skew_s: float = Field(3600.0, ge=0, description="events further in the future get 422")
     max_k: int = Field(1000, gt=0, description="largest list a client may ask for")
+    max_json_depth: int = Field(
+        8, ge=1, le=64, description="deepest nesting of an event's context or item's attributes (422 beyond)"
+    )
+    max_json_bytes: int = Field(
+        16 * 1024, gt=0, description="largest event context or item attributes as JSON, in bytes (422 beyond)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API (CORS); empty = CORS off",
+    )
+    max_logged_impressions: int = Field(
+        50,
+        ge=0,
+        description="impressions logged per served list: its first positions, with their propensities; "
+        "positions beyond are not logged and off-policy evaluation cannot use them (docs/ope.md)",
+    )
     reload_poll_s: float = Field(
         0.5, gt=0, description="how often the server looks for a newly promoted model"
     )
@@ -80,6 +98,13 @@ class PopularitySettings(Table):
     cooc_window: int = Field(20, gt=0, description="recent positives per user that co-occur")
     cooc_neighbors: int = Field(100, gt=0, description="recent users remembered per item")
     cooc_weight: float = Field(0.8, ge=0, le=1, description="blend: 1 = co-occurrence only, 0 = popularity")
+    max_gap_half_lives: float = Field(
+        8.0,
+        ge=0,
+        description="a silence in event time longer than this many half-lives (of each list) decays as "
+        "if it were this long: live traffic after an imported historical log starts from its popular "
+        "items (weighing 2^-8 of a new click each) instead of from nothing; 0 = off",
+    )
 
 
 class RulesSettings(Table):
@@ -278,8 +303,9 @@ class GateConfig(Table):
 
 
 class FilterConfig(Table):
-    """What the online learner holds back (`[filters]`; `trainer.filters.EventFilter`). Events stay in
-    the log; these only decide what the model learns from."""
+    """What the online learner holds back (`[filters]`; `trainer.filters.EventFilter`), and with
+    ``serving`` what the server's live counts leave out. Events stay in the log; these only decide
+    what is learned or counted from."""
 
     duplicate_window_s: float = Field(
         2.0, ge=0, description="the same (user, item, type) again within this is dropped (double clicks)"
@@ -303,6 +329,11 @@ class FilterConfig(Table):
     )
     item_min_users: int = Field(5, ge=1, description="distinct users below which an item burst is a farm")
     quarantine_s: float = Field(3600.0, ge=0, description="how long a quarantined user or item is held back")
+    serving: bool = Field(
+        True,
+        description="also screen the server's live popularity, trending, co-occurrence and rules counts "
+        "(and a learning policy's feedback); the events still go to the log and the user's own state",
+    )
 
 
 PolicyName = Literal["greedy", "epsilon", "plackett_luce", "thompson", "linucb"]
@@ -461,6 +492,85 @@ class JoinConfig(Table):
     )
 
 
+class PrivacySettings(Table):
+    """User deletion (`[privacy]`): how long a model version trained on a deleted user's events may
+    stay live. The online learner retrains from the store (which no longer holds those events) and
+    publishes the result before the deadline of the oldest deletion it has not yet honoured."""
+
+    retrain_deadline_s: float = Field(
+        86400.0, gt=0, description="a deleted user's events leave the live model within this many seconds"
+    )
+    retrain_lead: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the deadline after which the learner starts the retrain (the rest is margin)",
+    )
+
+
+Scope = Literal["read", "write", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
+MIN_KEY_CHARS = 16
+
+
+class ApiKey(Table):
+    """One API key (`[[auth.keys]]`). The file may hold the key itself or only its sha256, so that
+    it holds no secret; the key is a `SecretStr`, so printing the settings never shows it."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="shown in logs and metrics, never the key",
+    )
+    key: SecretStr | None = Field(
+        None,
+        min_length=MIN_KEY_CHARS,
+        description="the secret clients send as 'Authorization: Bearer <key>' (at least 16 characters)",
+    )
+    key_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="instead of key: the sha256 of the key, hex, so the file holds no secret",
+    )
+    scopes: list[Scope] = Field(
+        min_length=1, description="read | write | admin (admin also grants read and write)"
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError(f"API key {self.name!r}: give exactly one of key or key_sha256")
+        return self
+
+    def digest(self) -> bytes:
+        """The sha256 of the key: what a presented key's digest is compared with."""
+        if self.key is not None:
+            return hashlib.sha256(self.key.get_secret_value().encode()).digest()
+        return bytes.fromhex(str(self.key_sha256))
+
+
+class AuthSettings(Table):
+    """Who may call the HTTP API (`[auth]`). With no keys the server runs open (every request has
+    every scope), which it allows only on a loopback address unless ``insecure`` is set."""
+
+    keys: list[ApiKey] = Field(default_factory=list, description="the API keys, [[auth.keys]] tables")
+    insecure: bool = Field(
+        False, description="serve with no keys on a non-loopback address (anyone who can connect is admin)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AuthSettings:
+        names = [k.name for k in self.keys]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"API key names must be unique: {', '.join(dupes)}")
+        digests = [k.digest() for k in self.keys]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two API keys have the same secret; give each client its own key")
+        return self
+
+
 class Settings(BaseSettings):
     """liverec configuration. Pass ``config_file`` (or set ``LIVEREC_CONFIG``) to read a TOML file."""
 
@@ -483,6 +593,8 @@ class Settings(BaseSettings):
     filters: FilterConfig = Field(default_factory=FilterConfig, description="what the learner holds back")
     policy: PolicySettings = Field(default_factory=PolicySettings, description="the serving policy")
     join: JoinConfig = Field(default_factory=JoinConfig, description="reward attribution, one window")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys and their scopes")
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="user deletion")
 
     @model_validator(mode="before")
     @classmethod
@@ -605,11 +717,63 @@ def _leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield f"{prefix}{key}"
 
 
+# query parameters (and conninfo keys) whose values are secrets: password, passfile, sslpassword,
+# access_token, api_key, secret, ... (a path such as sslkey is masked too: erring on the safe side)
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature", re.IGNORECASE)
+_CONNINFO_SECRET = re.compile(
+    r"(\b[\w.-]*(?:pass|pwd|secret|token|key|auth|credential)[\w.-]*\s*=\s*)('[^']*'|\S+)", re.I
+)
+MASK = "***"
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password masked (``postgresql://u:***@host/db``), for logs and output."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with every secret masked, for logs, errors, /healthz and output: the password in the
+    user-info part (``postgresql://u:***@host/db``) and the values of query parameters named like a
+    secret (``?password=***&sslpassword=***``, tokens, keys). The one redaction function: every
+    place that shows a store URL calls it. It never raises (a malformed URL is still masked)."""
+    if "://" not in url:  # a libpq conninfo string ("host=h password=x") or no URL at all
+        return _CONNINFO_SECRET.sub(lambda m: m.group(1) + MASK, url)
+    scheme, rest = url.split("://", 1)
+    path_at = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:path_at], rest[path_at:]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+        netloc = f"{userinfo}@{host}"
+    tail, hash_, fragment = tail.partition("#")
+    path, q, query = tail.partition("?")
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, _value = pair.partition("=")
+            pairs.append(f"{name}={MASK}" if eq and _SECRET_NAME.search(unquote(name)) else pair)
+        query = "&".join(pairs)
+    return f"{scheme}://{netloc}{path}{q}{query}{hash_}{fragment}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret values inside ``url`` (as written and percent-decoded), longest first: what
+    `redact_text` masks in a message that may quote them (a driver's error text)."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found.add(parts.password)
+        for name, value in parse_qsl(parts.query, keep_blank_values=False):
+            if _SECRET_NAME.search(name):
+                found.add(value)
+    except ValueError:
+        pass
+    found |= {unquote(v) for v in found}
+    # a secret of one or two characters would turn every such letter of a message into ***
+    return sorted((v for v in found if len(v) >= 3), key=len, reverse=True)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message about ``url``) with the URL redacted and every secret value of
+    the URL masked wherever it appears: drivers sometimes quote the connection string."""
+    text = text.replace(url, redact_url(url))
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return text

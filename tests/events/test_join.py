@@ -220,3 +220,15 @@ def test_feedback_record_for_policies() -> None:
     fb = rec.feedback(row=7)
     assert (fb.row, fb.position, fb.reward, fb.propensity) == (7, 1, 2.0, 0.5)
     assert fb.context is not None and fb.context["request_id"] == "r1"
+
+
+def test_a_deleted_users_open_impressions_are_dropped_and_never_joined() -> None:
+    joiner = RewardJoiner()
+    joiner.feed_many([*served("u", "r1", ["a", "b"], T0), *served("v", "r2", ["a"], T0 + 1)])
+    assert joiner.forget_user("u") == 2 and joiner.open_impressions == 1
+    assert joiner.forget_user("u") == 0
+    joiner.feed(act("u", "a", EventType.click, T0 + 2, request_id="r1", position=0))
+    joiner.feed(act("u", "b", EventType.click, T0 + 3))  # by (user, item) too: nothing of u is left
+    out = joiner.flush()
+    assert [(r.user_id, r.request_id) for r in out] == [("v", "r2")]
+    assert joiner.stats.attributed == 0

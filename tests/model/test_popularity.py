@@ -122,3 +122,33 @@ def test_score_blends_cooc_and_popularity_and_new_users_get_trending() -> None:
     assert s.dtype == np.float32
     sim = model.similar(0, 3)
     assert sim[1] > sim[2] > 0.0  # co-occurrence first, then popularity as a tie-breaker
+
+
+def test_forget_leaves_what_a_model_that_never_saw_the_user_has() -> None:
+    rng = np.random.default_rng(2)
+    users: dict[str, UserState] = {}
+    stream = [
+        Interaction(
+            str(rng.choice(["a", "b", "c", "gone"])),
+            int(rng.integers(0, 9)),
+            float(rng.choice([1, 4])),
+            1e9 + 600.0 * t,
+            True,
+        )
+        for t in range(300)
+    ]
+    stream.append(Interaction("gone", 20, 1.0, 1e9 + 1e5, True))  # a row only they touched
+    live, fresh = PopularityCooc(users), PopularityCooc(users)
+    for k in range(0, len(stream), 17):
+        live.observe(stream[k : k + 17])
+        fresh.observe([it for it in stream[k : k + 17] if it.user_id != "gone"])
+    live.forget([it for it in stream if it.user_id == "gone"])
+    now = 1e9 + 2e5
+    np.testing.assert_allclose(live.popular.at(now, 21), fresh.popular.at(now, 21), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(live.trending.at(now, 21), fresh.trending.at(now, 21), rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(live.counts(21), fresh.counts(21))
+    assert live.counts(21)[20] == 0.0 and live.popular.at(now, 21)[20] == 0.0  # not a rounding residue
+    assert all("gone" not in d for d in live.recent_users.values())
+    assert {r: list(d) for r, d in live.recent_users.items() if d} == {
+        r: list(d) for r, d in fresh.recent_users.items() if d
+    }

@@ -146,3 +146,16 @@ def test_a_vector_of_another_width_starts_the_window_over() -> None:
     np.testing.assert_allclose(precision, np.eye(3) + np.outer(x, x), atol=1e-12)
     np.testing.assert_allclose(mu, np.linalg.solve(precision, x * 1.0), atol=1e-12)
     np.testing.assert_array_equal(post.posterior("u", D)[0], np.zeros(D))  # old width: the prior
+
+
+def test_a_forgotten_user_starts_from_the_prior() -> None:
+    post = UserPosterior(lam=1.0, window=5)
+    prior = [m.copy() for m in post.posterior("a", D)]
+    for user in ("a", "b"):
+        post.observe(user, np.ones(D), 0, 1.0)
+    learned = post.posterior("a", D)
+    post.forget("a")
+    assert list(post.users) == ["b"]
+    after = post.posterior("a", D)
+    assert not np.allclose(learned[1], prior[1])  # an observation adds to the precision
+    assert all(np.allclose(x, y) for x, y in zip(after, prior, strict=True))

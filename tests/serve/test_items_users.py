@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from liverec.core.schema import Event, Item
 from liverec.serve.app import create_app
-from liverec.settings import Settings
+from liverec.serve.engine import Engine
+from liverec.settings import RulesSettings, Settings
 from liverec.store import open_store
+from liverec.store.memory import MemoryEventStore
 from support.api import Api, event
 
 HOUR = 3600.0
@@ -252,12 +257,15 @@ def test_delete_user_forgets_their_events_and_state(api: Api) -> None:
     assert r.json() == {"events": n_events, "user_state": 1}
     assert not [s for s in api.log() if s.event.user_id == "U"]
     assert api.engine.state.get("U") is None
-    assert api.rec_ids("U", k=10) == trending
+    # a new user's list, as any stranger's now (trending without U's clicks, so not `trending`)
+    assert api.rec_ids("U", k=10) == api.rec_ids("another-stranger", k=10)
 
     assert [s for s in api.log() if s.event.user_id == "V"] == v_log  # V untouched
     assert (list(v_state.items), set(v_state.seen)) == (v_seq, v_seen)
+    # V's list may change: U's clicks left popularity and co-occurrence (exactly: see the
+    # fresh-engine test below); it holds the same items, V's own state being untouched
     v_again = api.recs("V", k=10)
-    assert [i["item_id"] for i in v_again["items"]] == [i["item_id"] for i in v_recs["items"]]
+    assert {i["item_id"] for i in v_again["items"]} == {i["item_id"] for i in v_recs["items"]}
 
     # deleting again: nothing left but the impressions of the list just served
     r = api.client.delete("/v1/users/U")
@@ -278,3 +286,69 @@ def test_delete_user_survives_a_restart(settings: Settings) -> None:
         assert again.engine.state.get("U") is None
         assert again.engine.state.get("V") is not None
         assert again.health()["events"] == 1
+
+
+# -- deletion: exact removal from every live statistic ----------------------------------------------
+def _engine_on(settings: Settings, items: list[Item], events: list[Event]) -> Engine:
+    store = MemoryEventStore()
+    store.upsert_items(items)  # one catalog order for both engines: rows compare one to one
+    engine = Engine(settings, store=store).start(models=False, background=False)
+    for k in range(0, len(events), 97):  # several folds, as live traffic would
+        engine.ingest(events[k : k + 97])
+    return engine
+
+
+def test_delete_user_counts_equal_a_fresh_engine_fed_the_log_without_them(tmp_path: Path) -> None:
+    """Popularity, trending, item use counts, co-occurrence neighbours and the sequential rules
+    after DELETE equal those of an engine that never saw the user; so do everyone's lists."""
+    rng = np.random.default_rng(3)
+    settings = Settings(data_dir=tmp_path, rules=RulesSettings(weight=0.5))
+    items = [Item(item_id=f"i{k}", title=f"item {k}", created_at=1.0) for k in range(30)]
+    t = time.time() - 2 * 86_400.0
+    kinds = ["click", "click", "purchase", "add_to_cart", "dislike", "like"]
+    events = []
+    for n in range(1_500):
+        user = "gone" if n % 7 == 0 else f"u{rng.integers(25)}"
+        kind = str(rng.choice(kinds))
+        item_id = f"i{rng.integers(30)}"
+        events.append(Event(user_id=user, item_id=item_id, type=kind, timestamp=t + n * 60.0))
+        if n % 11 == 0:  # the same item again, one step deeper
+            events.append(Event(user_id=user, item_id=item_id, type="purchase", timestamp=t + n * 60.0 + 1))
+    deleted = _engine_on(settings, items, events)
+    fresh = _engine_on(settings, items, [e for e in events if e.user_id != "gone"])
+    assert deleted.delete_user("gone")["events"] == sum(e.user_id == "gone" for e in events)
+
+    n, now = len(items), t + 2_000 * 60.0
+    a, b = deleted.popularity, fresh.popularity
+    np.testing.assert_allclose(a.popular.at(now, n), b.popular.at(now, n), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.trending.at(now, n), b.trending.at(now, n), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.counts(n), b.counts(n), rtol=1e-12, atol=1e-12)
+    assert {r: list(d) for r, d in a.recent_users.items() if d} == {
+        r: list(d) for r, d in b.recent_users.items() if d
+    }
+    assert deleted.rules is not None and fresh.rules is not None
+    fresh.rules._merge()
+    np.testing.assert_allclose(deleted.rules.counts.toarray(), fresh.rules.counts.toarray(), atol=1e-9)
+    assert (deleted.rules.known[:n] == fresh.rules.known[:n]).all()
+    assert "gone" not in deleted.rules._recent and "gone" not in deleted.state.users
+    for user in ["u1", "u7", "stranger"]:
+        got = deleted.recommend(user, k=10, log_impressions=False)
+        want = fresh.recommend(user, k=10, log_impressions=False)
+        assert [i.item_id for i in got.items] == [i.item_id for i in want.items]
+        np.testing.assert_allclose([i.score for i in got.items], [i.score for i in want.items], rtol=1e-6)
+    # a user who comes back starts fresh: nothing of before is in their state
+    deleted.ingest([Event(user_id="gone", item_id="i3", type="click", timestamp=now)])
+    st = deleted.state.get("gone")
+    assert st is not None and list(st.items) == [deleted.catalog.row("i3")]
+    health = deleted.pending_deletions()
+    assert health["count"] == 1 and 0 <= health["oldest_age_s"] < 60
+    deleted.close()
+    fresh.close()
+
+
+def test_healthz_lists_pending_deletions_without_ids(api: Api) -> None:
+    api.load([event("secret-user", "a"), event("secret-user", "b")])
+    api.client.delete("/v1/users/secret-user")
+    r = api.client.get("/healthz")
+    assert "secret-user" not in r.text
+    assert r.json()["deletions_pending"]["count"] == 1

@@ -19,6 +19,7 @@ import torch
 
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
+from liverec.policy import LinUCB
 from liverec.registry.registry import ModelRegistry
 from liverec.settings import PolicySettings
 from support.api import start_server
@@ -391,7 +392,7 @@ def test_a_new_item_slot_gives_the_policy_the_slot_items_own_vector(
         assert None not in rows and len(set(rows)) == 3
         slot = int(rows[-1])  # type: ignore[arg-type]
         assert engine.popularity.counts(len(engine.catalog))[slot] == 0  # nobody clicked it
-        _, shown = engine.feedback.served[rec.request_id]  # (3, D): the vectors feedback will use
+        shown = engine.feedback.served[rec.request_id].items  # (3, D): the vectors feedback will use
         model = engine.manager.current
         assert model is not None
         vectors = model.item_vectors(np.asarray(rows, dtype=np.int64))
@@ -480,3 +481,32 @@ def test_a_registered_version_is_evaluated_as_served_when_rules_are_on(
     # both from one pass (what the CLI reports per version), equal to the two separate evaluations
     assert [r.metrics() for r in rank_snapshot_all(snap, split, rules=settings)] == [plain, got]
     assert [r.metrics() for r in rank_snapshot_all(snap, split)] == [plain]
+
+
+def test_deleting_a_user_drops_their_open_impressions_slates_and_posterior(
+    tmp_path: Path, trained: Trained, encoder: TextEncoder
+) -> None:
+    """What the serving policy keeps about one user goes with them: the impressions still waiting
+    for their rewards, the vectors of their slates, and their per-user posterior (LinUCB)."""
+    policy = PolicySettings(name="linucb", user_weight=1.0)
+    settings = make_settings(tmp_path / "data").model_copy(update={"policy": policy})
+    fill_store(settings, world_items(), crowd_events(), encoder)
+    registry = ModelRegistry(settings.registry_path)
+    registry.promote(registry.save(trained.fresh(), trained.vocab))
+    engine = start_engine(settings, encoder)
+    try:
+        feedback = engine.feedback
+        assert feedback is not None and isinstance(feedback.policy, LinUCB)
+        linucb = feedback.policy
+        for user in ("U", "V"):
+            engine.ingest([click(user, "football-0", T0 + 100), click(user, "football-1", T0 + 101)])
+            engine.recommend(user, k=3, now=T0 + 102)
+        linucb.user.observe("U", np.ones(4), 0, 1.0)  # as a closed window of U's would teach it
+        before = feedback.joiner.open_impressions
+        assert before == 6 and {s.user_id for s in feedback.served.values()} == {"U", "V"}
+        engine.delete_user("U")
+        assert feedback.joiner.open_impressions == 3
+        assert {s.user_id for s in feedback.served.values()} == {"V"}
+        assert "U" not in linucb.user.users
+    finally:
+        engine.close()

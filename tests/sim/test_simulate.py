@@ -157,7 +157,7 @@ def test_the_policy_learns_from_each_visit_by_the_next_one(encoder: MemoEncoder)
         # slates served with vectors (users with a history); the last visit's is still open
         with_vectors = engine.feedback.served
         last = live[-1].context.request_id
-        seen["closed"] = sum(len(items) for rid, (_, items) in with_vectors.items() if rid != last)
+        seen["closed"] = sum(len(s.items) for rid, s in with_vectors.items() if rid != last)
 
     cfg = tiny(policy="linucb", learner="frozen")
     result = simulate(cfg, encoder, on_engine=inspect)

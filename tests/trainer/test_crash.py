@@ -192,37 +192,39 @@ def test_sigkill_and_restart_of_the_trainer_loses_no_event(rig: Rig, tmp_path: P
     monitor.start()
     resumes: list[tuple[int, int]] = []  # (offset in the checkpoint before the start, resumed at)
     try:
-        for k in range(KILLS):
-            before = int(load_checkpoint(ckpt)["offset"]) if ckpt.exists() else start
-            log = tmp_path / f"learn-{k}.log"
-            proc = learn(cfg, log, follow=True)
-            try:
-                at = resumed_at(log, proc, START_TIMEOUT_S)
-                assert at is not None, log.read_text()
-                resumes.append((before, at))
-                time.sleep(rng.uniform(0.2, 2.5))  # a random moment: learning, deciding, saving
-                assert proc.poll() is None, log.read_text()
-            finally:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-            assert proc.returncode == -signal.SIGKILL
-            monitor.check()
-    finally:
-        writer.stop.set()
-        writer.join(timeout=30)
+        try:
+            for k in range(KILLS):
+                before = int(load_checkpoint(ckpt)["offset"]) if ckpt.exists() else start
+                log = tmp_path / f"learn-{k}.log"
+                proc = learn(cfg, log, follow=True)
+                try:
+                    at = resumed_at(log, proc, START_TIMEOUT_S)
+                    assert at is not None, log.read_text()
+                    resumes.append((before, at))
+                    time.sleep(rng.uniform(0.2, 2.5))  # a random moment: learning, deciding, saving
+                    assert proc.poll() is None, log.read_text()
+                finally:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(timeout=30)
+                assert proc.returncode == -signal.SIGKILL
+                monitor.check()
+        finally:
+            writer.stop.set()
+            writer.join(timeout=30)
 
-    log = tmp_path / "learn-final.log"
-    before = int(load_checkpoint(ckpt)["offset"]) if ckpt.exists() else start
-    proc = learn(cfg, log, follow=False)  # catch up, then stop
-    try:
-        resumes.append((before, resumed_at(log, proc, START_TIMEOUT_S) or -1))
-        assert proc.wait(timeout=CATCH_UP_TIMEOUT_S) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    monitor.stop.set()
-    monitor.join(timeout=30)
+        log = tmp_path / "learn-final.log"
+        before = int(load_checkpoint(ckpt)["offset"]) if ckpt.exists() else start
+        proc = learn(cfg, log, follow=False)  # catch up, then stop
+        try:
+            resumes.append((before, resumed_at(log, proc, START_TIMEOUT_S) or -1))
+            assert proc.wait(timeout=CATCH_UP_TIMEOUT_S) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:  # a failed run must not leave the monitor loading models (drawing on torch's RNG)
+        monitor.stop.set()
+        monitor.join(timeout=30)
     monitor.check()
 
     last = rig.store.last_offset()

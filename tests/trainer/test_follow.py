@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 from liverec.registry.registry import ModelRegistry
 from liverec.serve.app import create_app
 from liverec.serve.engine import Engine
+from liverec.settings import PrivacySettings
 from liverec.trainer.filters import FilterConfig
 from liverec.trainer.follow import Decision, Follower
-from support.world import same_weights, start_engine, wait_until
+from liverec.trainer.online import owner_key
+from support.world import TRAIN, same_weights, start_engine, wait_until
 
-from .conftest import GATE, ONLINE, PAGE, Rig, click, max_abs, stream, weights
+from .conftest import GATE, ONLINE, PAGE, STREAM_T0, Rig, click, max_abs, stream, weights
 
 EVERY_PAGE = GATE.model_copy(update={"publish_events": PAGE})  # one decision per page
 
@@ -203,3 +205,57 @@ def test_events_the_filter_holds_back_are_not_scored_by_the_gate(rig: Rig) -> No
     assert stats.held_back == 499
     decision = f.decide()
     assert decision is not None and decision.candidate["n"] == 6
+
+
+# -- deletions ----------------------------------------------------------------------------------
+def test_a_deletion_is_forgotten_at_once_and_retrained_away_within_the_deadline(rig: Rig) -> None:
+    """The learner drops the deleted user's track and replay examples as soon as the store records
+    the deletion; once it nears its (tiny) deadline, a version trained on the store without them is
+    live, every version trained on them is purged (rollback too), and the deletion is honoured."""
+    deadline = 60.0
+    f = Follower(
+        rig.store,
+        rig.registry,
+        ONLINE.model_copy(),
+        EVERY_PAGE,
+        rig.settings.rewards,
+        encoder=rig.encoder,
+        privacy=PrivacySettings(retrain_deadline_s=deadline, retrain_lead=0.05),  # retrain after 3 s
+        retrain=TRAIN,
+    )
+    rig.append(stream(2))
+    f.run(follow=False, page=PAGE)
+    published = [d.published for d in f.decisions if d.published]
+    assert published and rig.registry.live() == published[-1]
+    learner = f.learner
+    assert learner is not None and "u5" in learner.users
+    key = owner_key("u5")
+    assert (learner.replay.owners[: len(learner.replay)] == key).any()
+
+    assert rig.store.delete_user("u5") > 0
+    assert rig.store.delete_user("never-seen") == 0  # nothing to retrain for
+    (pending,) = rig.store.pending_deletions()
+    affected = rig.registry.affected_versions(rig.store.deletions())
+    assert set(affected) == {rig.v1, *published}  # every version so far learned from u5
+    assert f.handle_deletions(now=pending.deleted_at + 1.0) is None  # forgotten, not retrained yet
+    assert "u5" not in learner.users
+    alive = learner.replay.alive[: len(learner.replay)]
+    assert not (learner.replay.owners[: len(learner.replay)][alive] == key).any()
+    assert rig.registry.live() == published[-1]
+
+    f.run(follow=True, poll_s=0.1, max_seconds=deadline, stop=lambda: not rig.store.pending_deletions())
+    (done,) = [d for d in rig.store.deletions() if d.events]
+    assert done.honoured_at is not None and done.honoured_at - done.deleted_at < deadline
+    (clean,) = f.retrains
+    meta = rig.registry.meta(clean)
+    assert rig.registry.live() == clean and meta["deletions_through"] >= done.seq
+    assert rig.registry.affected_versions(rig.store.deletions()) == {}
+    assert set(rig.registry.list_versions()).isdisjoint({rig.v1, *published})  # purged
+    assert rig.registry.history() == []  # no rollback to a version that learned from u5
+    assert f.learner is not None and "u5" not in f.learner.users  # restarted from the clean version
+    assert f.deletions_through == max(d.seq for d in rig.store.deletions())  # both records
+    # the online learner goes on publishing from it, and says so in what it publishes
+    rig.append(stream(1, t0=STREAM_T0 + 7_200.0))
+    f.run(follow=False, page=PAGE)
+    later = rig.registry.live()
+    assert later is not None and rig.registry.meta(later)["deletions_through"] >= done.seq

@@ -153,6 +153,23 @@ class RewardJoiner:
             out.append(self._close(heapq.heappop(self._heap)[2]))
         return out
 
+    def forget_user(self, user_id: str) -> int:
+        """Drop a deleted user's open impressions: they are never joined or emitted. Returns how
+        many there were."""
+        mine = [entry for entry in self._heap if entry[2].event.user_id == user_id]
+        if not mine:
+            return 0
+        self._heap = [entry for entry in self._heap if entry[2].event.user_id != user_id]
+        heapq.heapify(self._heap)
+        for index in (self._by_request, self._by_user_item):
+            for key in list(index):
+                kept = [imp for imp in index[key] if imp.event.user_id != user_id]
+                if kept:
+                    index[key] = kept
+                else:
+                    del index[key]
+        return len(mine)
+
     # -- internals ----------------------------------------------------------------------------
     def _open(self, event: Event, offset: int | None) -> list[JoinedImpression]:
         self.stats.impressions += 1

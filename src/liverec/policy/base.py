@@ -133,6 +133,10 @@ class Policy(ABC):
     def update(self, feedback: Sequence[Feedback]) -> None:  # noqa: B027 - stateless policies skip it
         """Learn from rewards of earlier slates. Must accept any row (unknown ones included)."""
 
+    def forget_user(self, user_id: str) -> None:  # noqa: B027 - policies with no per-user state skip it
+        """A deleted user: drop what the policy keeps about them alone. What it learned over everyone
+        (a shared linear model) goes at the next `rebase`, when the retrained version serves."""
+
     def rebase(self) -> None:  # noqa: B027 - policies that learn nothing from vectors skip it
         """A new model version serves: its vectors mean something else, so forget what was learned
         on the old ones (per-item counts stay: they do not depend on the model)."""

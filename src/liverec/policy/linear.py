@@ -167,6 +167,11 @@ class UserPosterior:
         # user -> (mean, precision, L^-T with L L^T = precision), until their next observation
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
+    def forget(self, user_id: str) -> None:
+        """Drop one user's window and cached posterior: a deleted user starts fresh."""
+        self.users.pop(user_id, None)
+        self._cache.pop(user_id, None)
+
     def observe(self, user_id: str, item_vector: np.ndarray, position: int, reward: float) -> None:
         """Add one shown item's reward to ``user_id``'s window (``item_vector`` (D,))."""
         norm = float(np.linalg.norm(item_vector))

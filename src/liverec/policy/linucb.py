@@ -49,6 +49,9 @@ class LinUCB(Policy):
     def rebase(self) -> None:
         self.linear.reset(self.linear.dim)
 
+    def forget_user(self, user_id: str) -> None:
+        self.user.forget(user_id)
+
     def ucb(self, context: Mapping[str, Any] | None, m: int) -> np.ndarray | None:
         """(M,) float64 upper confidence bounds of the candidates, or None without vectors."""
         vectors = context_vectors(context, m)

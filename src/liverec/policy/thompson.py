@@ -237,6 +237,9 @@ class ThompsonSampling(Policy):
     def rebase(self) -> None:
         self.linear.reset(self.linear.dim)
 
+    def forget_user(self, user_id: str) -> None:
+        self.user.forget(user_id)
+
     def _scores(
         self, rows: np.ndarray, s: np.ndarray, context: Mapping[str, Any] | None, n: int
     ) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, HTTPException, Request
 
+from liverec.serve.auth import Principal, caller, require
 from liverec.serve.engine import Engine
 from liverec.serve.metrics import Metrics
 from liverec.settings import Settings
@@ -33,6 +34,11 @@ async def get_metrics(request: Request) -> Metrics:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+# Access, one per route decorator: ``@router.get(..., dependencies=[READ])`` (see `serve.auth`).
+READ = Depends(require("read"))
+WRITE = Depends(require("write"))
+ADMIN = Depends(require("admin"))
+CallerDep = Annotated[Principal | None, Depends(caller)]  # public routes: who called, if anyone
 
 
 async def read_json(request: Request) -> Any:

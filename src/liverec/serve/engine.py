@@ -16,13 +16,15 @@ import asyncio
 import logging
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from liverec.core.catalog import Catalog
 from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
-from liverec.core.state import LiveState
+from liverec.core.state import Interaction, LiveState
 from liverec.events.join import RewardJoiner
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
@@ -35,7 +37,9 @@ from liverec.serve.ingest import GroupCommit
 from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
 from liverec.settings import Settings
-from liverec.store import AppendResult, EventStore, open_store
+from liverec.store import AppendResult, EventStore, StoreError, open_store
+from liverec.trainer.filters import EventFilter
+from liverec.trainer.status import read_status
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,10 @@ class Engine:
         self.state = LiveState(self.catalog, settings.rewards, max_sequence=settings.state.max_sequence)
         self.popularity = PopularityCooc(self.state.users, settings.popularity)
         self.models: list[Model] = [self.popularity]  # every model here observes every interaction
+        # the learner's bot/burst filter screens the live counts too (a 20,000-click bot must not top
+        # everyone's list); verdicts are deterministic in log order, so a rebuild counts the same
+        self.filter = EventFilter(settings.filters) if settings.filters.serving else None
+        self.held: dict[str, array[int]] = {}  # user -> offsets of their events the counts left out
         rules = settings.rules
         self.rules = SequentialRules(**rules.params()) if rules.weight > 0 else None  # counted live
         self.recommender = Recommender(
@@ -156,15 +164,47 @@ class Engine:
 
     # -- writes -------------------------------------------------------------------------------
     def _fold(self, accepted: Sequence[StoredEvent]) -> None:
-        interactions = self.state.apply(accepted)
+        interactions = self.state.apply(accepted)  # the user's own state keeps every event
         if accepted:
             self.freshness.ingested(accepted[-1].offset)
+        interactions, accepted = self._screen(accepted, interactions)
         for model in self.models:
             model.observe(interactions)
         if self.rules is not None:
             self.rules.observe(interactions)
         if self.feedback is not None:
             self.feedback.fold(accepted)
+
+    def _screen(
+        self, accepted: Sequence[StoredEvent], interactions: list[Interaction]
+    ) -> tuple[list[Interaction], Sequence[StoredEvent]]:
+        """What the shared counts may learn from: the filter's admitted events (``interactions`` is
+        `LiveState.apply`'s output, one per non-impression event in ``accepted``, in order). Held
+        offsets are remembered per user, so a deletion removes only what was counted."""
+        f = self.filter
+        if f is None:
+            return interactions, accepted
+        impression = EventType.impression
+        kept: list[Interaction] = []
+        events: list[StoredEvent] = []
+        k = 0
+        for stored in accepted:
+            ev = stored.event
+            if ev.type is impression:
+                events.append(stored)
+                continue
+            if f.check(ev) is None:
+                events.append(stored)
+                kept.append(interactions[k])
+            else:
+                self.held.setdefault(ev.user_id, array("q")).append(stored.offset)
+            k += 1
+        return kept, events
+
+    def counted(self, user_id: str, history: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """The events of ``user_id``'s ``history`` that the shared counts took in (not held back)."""
+        held = set(self.held.get(user_id, ()))
+        return [s for s in history if s.offset not in held]
         if self.manager is not None:
             self.manager.catalog_changed()  # new items: grow the served model
 
@@ -182,24 +222,58 @@ class Engine:
         """Insert or replace catalog items; returns how many were new."""
         with self._writing:
             created = self.store.upsert_items(items)
+            # their text vectors before the answer (a new item's /similar uses its text at once);
+            # encoded outside `_lock`, so reads do not wait on the encoder
+            texts = self.manager.encode(items) if self.manager is not None else None
             with self._lock:
                 rows = [self.catalog.upsert(item) for item in items]
-                if self.manager is not None:  # (re-)encode their text for the served model
-                    changed = (r for r, item in zip(rows, items, strict=True) if item.content())
-                    self.manager.catalog_changed(changed)
+                if self.manager is not None and texts is not None:
+                    self.manager.items_changed(rows, items, texts)
         return created
 
     def delete_user(self, user_id: str) -> dict[str, int]:
-        """Forget a user: their events in the log and their live state.
-
-        Aggregate statistics (popularity, co-occurrence, trained weights) keep their anonymous
-        contribution until the next rebuild or retrain.
+        """Forget a user: their events in the log (recorded as a `Deletion`, the WAL checkpointed),
+        their live state, and exactly what their events added to popularity, co-occurrence and the
+        sequential rules. Trained weights: the learner retrains without them within
+        ``[privacy] retrain_deadline_s`` (see `pending_deletions`). A user who comes back starts fresh.
         """
         with self._writing:
+            # their interactions, rebuilt on a scratch state: a user's positives (the engagement
+            # rule) depend on their own events only, so this is what the fold once added for them
+            history = self.counted(user_id, self.store.user_history(user_id))  # not the filtered
             removed = self.store.delete_user(user_id)
             with self._lock:
+                self.held.pop(user_id, None)
+                if self.filter is not None:
+                    self.filter.forget_user(user_id)
+                scratch = LiveState(self.catalog, self.settings.rewards, self.state.max_sequence)
+                mine = [it for it in scratch.apply(history) if it.user_id == user_id]
+                self.popularity.forget(mine)
+                if self.rules is not None:
+                    self.rules.forget(mine)
+                if self.feedback is not None:  # their open impressions, slate vectors, posterior
+                    self.feedback.forget_user(user_id)
                 had_state = self.state.remove(user_id)
         return {"events": removed, "user_state": int(had_state)}
+
+    def learner_status(self) -> dict[str, Any]:
+        """Why the online learner has (not) published: its status file (`trainer.status`), aged, or
+        why there is none. For `/healthz` admin detail."""
+        return read_status(self.registry.root, live=self.registry.live())
+
+    def pending_deletions(self) -> dict[str, float | int | str]:
+        """Deletions whose users a live model may still hold (for `/healthz` admin detail): how many
+        and the oldest's age in seconds; never an id. A store that cannot answer says so."""
+        try:
+            pending = self.store.pending_deletions()
+        except StoreError:
+            return {"error": "store unavailable"}
+        oldest = min((d.deleted_at for d in pending), default=None)
+        return {
+            "count": len(pending),
+            "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else 0.0,
+            "deadline_s": self.settings.privacy.retrain_deadline_s,
+        }
 
     # -- the same writes from an event loop: on the writer thread, the loop never blocks -------
     async def ingest_async(self, events: Sequence[Event]) -> AppendResult:
@@ -235,9 +309,11 @@ class Engine:
         with self._lock:
             rec = self.recommender.recommend(user_id, k, exclude_seen)
             if self.feedback is not None:
-                self.feedback.remember(rec)
+                self.feedback.remember(rec, user_id)
         if log_impressions and rec.items:  # outside `_lock`: a write takes `_writing` first
-            self.ingest(impressions(user_id, rec, now))
+            logged = impressions(user_id, rec, now, self.settings.server.max_logged_impressions)
+            if logged:
+                self.ingest(logged)
         return rec
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
@@ -266,9 +342,14 @@ def limit_threads(n: int) -> None:
     threadpool_limits(n)
 
 
-def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> list[Event]:
-    """The impression events for a served list: one per position, joined to it by request_id."""
+def impressions(
+    user_id: str, rec: Recommendation, now: float | None = None, cap: int | None = None
+) -> list[Event]:
+    """The impression events for a served list: one per position, joined to it by request_id; with
+    ``cap`` only the first ``cap`` positions (`[server] max_logged_impressions`): a k=1000 list
+    would otherwise write 1,000 rows per request. Off-policy evaluation uses logged positions only."""
     ts = time.time() if now is None else now
+    shown = rec.items if cap is None else rec.items[:cap]
     return [
         trusted_event(
             f"imp:{rec.request_id}:{pos}",
@@ -288,5 +369,5 @@ def impressions(user_id: str, rec: Recommendation, now: float | None = None) -> 
                 }
             ),
         )
-        for pos, item in enumerate(rec.items)
+        for pos, item in enumerate(shown)
     ]

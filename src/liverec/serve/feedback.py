@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,14 @@ from liverec.core.schema import StoredEvent
 from liverec.events.join import JoinedImpression, RewardJoiner
 from liverec.policy.base import Feedback, Policy
 from liverec.serve.recommender import Recommendation
+
+
+class Served(NamedTuple):
+    """What a slate was chosen with, kept until its rewards arrive."""
+
+    user_id: str
+    user: np.ndarray  # (D,) user vector
+    items: np.ndarray  # (k, D) the shown items' vectors, in slate order
 
 
 def learns(policy: Policy) -> bool:
@@ -33,18 +42,26 @@ class PolicyFeedback:
         self.catalog = catalog
         self.joiner = joiner
         self.capacity = capacity
-        self.served: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.served: OrderedDict[str, Served] = OrderedDict()  # by request id
         self.updates = 0
 
-    def remember(self, rec: Recommendation) -> None:
+    def remember(self, rec: Recommendation, user_id: str) -> None:
         """Keep the vectors a slate was chosen with: (D,) user vector, (k, D) shown items' vectors."""
         ctx, slate = rec.context or {}, rec.slate
         user, items = ctx.get("user_vector"), ctx.get("item_vectors")
         if slate is None or slate.index is None or user is None or items is None:
             return
-        self.served[rec.request_id] = (np.asarray(user), np.asarray(items)[slate.index])
+        self.served[rec.request_id] = Served(user_id, np.asarray(user), np.asarray(items)[slate.index])
         while len(self.served) > self.capacity:
             self.served.popitem(last=False)
+
+    def forget_user(self, user_id: str) -> int:
+        """A deleted user: drop their open impressions (never joined, never taught), the vectors of
+        their slates and the policy's per-user posterior. Returns how many impressions were open."""
+        for request_id in [r for r, s in self.served.items() if s.user_id == user_id]:
+            del self.served[request_id]
+        self.policy.forget_user(user_id)
+        return self.joiner.forget_user(user_id)
 
     def rebase(self) -> None:
         """A new model serves: slates chosen with the old one's vectors teach counts only, and the
@@ -68,15 +85,15 @@ class PolicyFeedback:
                 continue
             fb = j.feedback(row)
             vectors = self.served.get(j.request_id or "")
-            if vectors is not None and j.position is not None and j.position < len(vectors[1]):
+            if vectors is not None and j.position is not None and j.position < len(vectors.items):
                 fb = Feedback(
                     fb.row,
                     fb.position,
                     fb.reward,
                     fb.propensity,
                     fb.context,
-                    vectors[0],
-                    vectors[1][j.position],
+                    vectors.user,
+                    vectors.items[j.position],
                 )
             out.append(fb)
         if out:

@@ -22,6 +22,13 @@ class Metrics:
         self.events_rejected = Counter(
             "liverec_events_rejected", "Events in rejected requests (nothing written)", ["reason"], registry=r
         )
+        self.requests_by_key = Counter(
+            "liverec_requests_by_key",
+            "Requests per API key name (never the key) that passed (ok) or failed (forbidden) the scope "
+            "check; open mode counts as key=open",
+            ["key", "outcome"],
+            registry=r,
+        )
         self.impressions = Counter(
             "liverec_impressions", "Impression events written for served lists", registry=r
         )

@@ -9,6 +9,18 @@ candidate exactly as it was last scored (a copy taken before learning the newest
 reaches the registry without having been scored on events it had not learned from. If the live version
 itself turns worse than the one before it on a slice, the registry is rolled back.
 
+Why no version yet: after every page and decision (at most once a second) the follower writes
+`status` to the registry's `trainer/status.json` (`trainer.status`): events waiting, examples scored
+against `min_eval`, when the gate is next due, the last decision and its reason. The server's
+`/healthz` admin detail and `liverec learn` show it.
+
+Deletions: every cycle the follower reads the store's deletion records; a deleted user's track,
+remembered impressions and replay examples go at once (`OnlineLearner.forget`). Their influence on
+the weights goes by retraining: once the oldest pending deletion is `retrain_lead` of
+``[privacy] retrain_deadline_s`` old, the follower trains a fresh model offline on the store (which
+no longer holds their events), promotes it, purges the versions trained on them
+(`ModelRegistry.affected_versions`) and marks the deletions honoured; then learns on from it.
+
 Crash safety: the trainer checkpoint (weights, EMA, optimiser, offset) is written atomically after
 each decision; a restart resumes from its offset, so no event is skipped (at-least-once).
 """
@@ -30,13 +42,17 @@ import torch
 
 from liverec.core.metrics import ndcg_per_user
 from liverec.core.schema import EventType, StoredEvent
+from liverec.core.split import leave_one_out, sequences_from_events
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry, RegistryError
-from liverec.settings import GateConfig, RewardWeights
-from liverec.store.base import EventStore
+from liverec.settings import GateConfig, PrivacySettings, RewardWeights, TrainConfig
+from liverec.store.base import Deletion, EventStore
 from liverec.trainer.filters import EventFilter, FilterConfig
+from liverec.trainer.offline import build_model
+from liverec.trainer.offline import train as fit
 from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner, pad_moments
+from liverec.trainer.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +95,8 @@ class Follower:
         filters: FilterConfig | None = None,
         encoder: TextEncoder | None = None,
         checkpoint: Path | None = None,
+        privacy: PrivacySettings | None = None,
+        retrain: TrainConfig | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -88,12 +106,20 @@ class Follower:
         self.filters = filters
         self.encoder = encoder
         self.checkpoint = checkpoint or registry.root / "trainer" / "checkpoint.pt"
+        self.privacy = privacy or PrivacySettings()
+        self.retrain_cfg = retrain or TrainConfig()  # the deletion retrain: as `liverec train`
+        self.deletions_seen = 0  # the last deletion record folded into the learner's state
+        self.deletions_through = 0  # the weights hold no user of a deletion with seq <= this
+        self.retrains: list[str] = []  # versions published by deletion retrains
         self.learner: OnlineLearner | None = None
         self.live_version: str | None = None
         self.live_net: SASRec | None = None
         self.parent_net: SASRec | None = None
         self.decisions: list[Decision] = []
         self.on_decision: Callable[[Decision], None] | None = None
+        self.on_status: Callable[[dict[str, Any]], None] | None = None  # after each status write
+        self.status_every_s = 1.0  # at most this often between decisions
+        self._status_t = -float("inf")
         self._cand = SliceScore()
         self._live = SliceScore()
         self._parent = SliceScore()
@@ -123,10 +149,12 @@ class Follower:
             net = SASRec(TransformerConfig.from_dict(state["config"]))
             net.load_state_dict(state["net"])
             vocab, offset = state["vocab"], int(state["offset"])
+            self.deletions_through = int(state.get("deletions_through", 0))
         elif self.live_version is not None:
             snap = self.registry.load(self.live_version)
             net, vocab = snap.model, snap.vocab
             offset = int(snap.meta.get("trainer_offset", 0))
+            self.deletions_through = int(snap.meta.get("deletions_through", 0))
         else:
             raise RegistryError("no model to learn from: train one first with `liverec train`")
         learner = OnlineLearner(
@@ -148,6 +176,8 @@ class Follower:
                 break
             learner.fold(page, train=False)
         learner.offset = offset
+        # rebuilt from the store, which holds no deleted user's events: every record is folded in
+        self.deletions_seen = max((d.seq for d in self.store.deletions()), default=0)
         self.learner = learner
         self._load_live()
         log.info("learning from offset %d (live %s, %d items)", offset, self.live_version, len(learner.vocab))
@@ -243,6 +273,61 @@ class Follower:
                 net.text_emb[old + 1 :] = ema.text_emb[old + 1 :]
         return net
 
+    # -- status ---------------------------------------------------------------------------------
+    def status(self, running: bool = True) -> dict[str, Any]:
+        """Why the live version is what it is: events learned since the last decision, examples the
+        gate has scored of the `min_eval` it needs, when it is next due, and the last decision."""
+        learner, g = self.learner, self.gate
+        since, scored = self._since_events, self._cand.n
+        due_in = max(0.0, g.publish_s - (time.monotonic() - self._since_t))
+        events_left = max(0, g.publish_events - since)
+        last = self.decisions[-1] if self.decisions else None
+        short = self.live_net is not None and scored < g.min_eval
+        if learner is None:
+            why = "starting"
+        elif since == 0:
+            why = "caught up: no new events since the last decision" if last else "no events to learn yet"
+        elif self.due() and short:
+            why = (
+                f"waiting for examples: the candidate is scored on {scored} of the {g.min_eval} positives "
+                "the gate needs (a user's first click, a repeat or a filtered event scores none)"
+            )
+        else:
+            why = f"gate due after {events_left} more events or in {due_in:.0f} s"
+            if short:
+                why += f", if {g.min_eval - scored} more examples are scored by then"
+        return {
+            "running": running,
+            "at": time.time(),
+            "pid": os.getpid(),
+            "live": self.live_version,
+            "offset": learner.offset if learner else 0,
+            "examples": learner.examples if learner else 0,
+            "events_waiting": since,
+            "scored": scored,
+            "min_eval": g.min_eval,
+            "next_due_in_s": round(due_in, 1) if since else None,
+            "next_due_after_events": events_left,
+            "why": why,
+            "last_decision": None
+            if last is None
+            else {"published": last.published, "reason": last.reason, "offset": last.offset, "at": last.at},
+        }
+
+    def report_status(self, force: bool = False, running: bool = True) -> None:
+        """Write `status` to the registry (atomically; throttled to `status_every_s` unless ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._status_t < self.status_every_s:
+            return
+        self._status_t = now
+        status = self.status(running)
+        try:
+            write_status(self.registry.root, status)
+        except OSError as exc:
+            log.warning("cannot write learner status: %s", exc)
+        if self.on_status:
+            self.on_status(status)
+
     def due(self) -> bool:
         g = self.gate
         return self._since_events >= g.publish_events or (
@@ -291,6 +376,7 @@ class Follower:
         self._scored = None
         self._since_events, self._since_t = 0, time.monotonic()
         self.save_checkpoint()
+        self.report_status(force=True)
         return decision
 
     def _publish(self, cand: dict[str, float], live: dict[str, float]) -> str:
@@ -304,7 +390,12 @@ class Follower:
             learner.vocab.to_list()[: net.config.n_items],
             metrics={"prequential": {"candidate": cand, "live": live}},
             parent=self.live_version,
-            extra={"trainer_offset": offset, "online": True, "published_at": time.time()},
+            extra={
+                "trainer_offset": offset,
+                "online": True,
+                "published_at": time.time(),
+                "deletions_through": self.deletions_through,
+            },
         )
         self.registry.promote(version)
         self.parent_net, self.live_net = self.live_net, net
@@ -332,10 +423,83 @@ class Follower:
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.{uuid.uuid4().hex}")
         with open(tmp, "wb") as fh:
-            torch.save(self.learner.state_dict(), fh)
+            torch.save({**self.learner.state_dict(), "deletions_through": self.deletions_through}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.checkpoint)
+
+    # -- deletions ------------------------------------------------------------------------------
+    def handle_deletions(self, now: float | None = None) -> OnlineLearner | None:
+        """Forget newly deleted users; retrain when the oldest pending deletion nears its deadline.
+        Returns the learner to go on with when a retrain replaced it, else None."""
+        assert self.learner is not None
+        records = self.store.deletions()
+        fresh = [d for d in records if d.seq > self.deletions_seen]
+        if fresh:
+            self.learner.forget({d.user_hash for d in fresh})
+            self.deletions_seen = fresh[-1].seq
+        pending = [d for d in records if d.pending]
+        if not pending:
+            return None
+        now = time.time() if now is None else now
+        p = self.privacy
+        if now - pending[0].deleted_at < p.retrain_deadline_s * p.retrain_lead:
+            return None
+        self.retrain_without(records)
+        return self.learner
+
+    def retrain_without(self, records: list[Deletion]) -> str:
+        """Train a fresh model offline on the store as it is now (no deleted user's events), promote
+        it, purge every version trained on a deleted user, mark the deletions honoured and restart
+        the learner from the new version. Returns the version."""
+        through = max(d.seq for d in records)  # read before the events: later deletions stay pending
+        offset = self.store.last_offset()
+        live = self.live_version or self.registry.live()
+        t0 = time.monotonic()
+        events = [s.event for s in self.store.iter_events()]
+        seqs = sequences_from_events(events, self.store.list_items(), self.rewards)
+        split = leave_one_out(seqs, min_len=3)
+        if not split.train:
+            raise RegistryError("nothing to retrain on after the deletions: no user with 3 positives")
+        config = dict(self.registry.meta(live)["config"]) if live else {}
+        text = None
+        if config.get("text_dim", 0):
+            encoder = self.encoder = self.encoder or TextEncoder()
+            text = encoder.encode_cached([seqs.texts.get(i, "") for i in seqs.vocab.ids], self.store)
+        config.pop("n_items", None)
+        model = build_model(split.n_items, text, config)
+        result = fit(model, split.train, split.val_inputs(), split.val, self.retrain_cfg)
+        version = self.registry.save(
+            model,
+            seqs.vocab.to_list(),
+            metrics={"val": result.best_val, "best_epoch": result.best_epoch, "train_s": result.seconds},
+            parent=None,  # its predecessors held deleted users: nothing to roll back to
+            extra={
+                "trainer_offset": offset,
+                "trained_at": time.time(),
+                "deletions_through": through,
+                "retrain": "deletions",
+            },
+        )
+        self.registry.promote(version)
+        affected = self.registry.affected_versions(records)
+        purged = self.registry.purge([v for v in affected if v != version])
+        self.store.honour_deletions(through)
+        self.retrains.append(version)
+        log.info(
+            "retrained %s without %d deleted user(s) in %.0fs; purged %s",
+            version,
+            sum(1 for d in records if d.seq <= through and d.pending),
+            time.monotonic() - t0,
+            ", ".join(purged) or "nothing",
+        )
+        self.checkpoint.unlink(missing_ok=True)  # weights trained on them: start over from the new version
+        self.learner = None
+        self._cand, self._live, self._parent = SliceScore(), SliceScore(), SliceScore()
+        self._scored = None
+        self._since_events, self._since_t = 0, time.monotonic()
+        self.start()
+        return version
 
     def run(
         self,
@@ -349,11 +513,13 @@ class Follower:
         learner = self.learner or self.start()
         t0 = time.monotonic()
         while not (stop and stop()):
+            learner = self.handle_deletions() or learner
             batch = self.store.read(learner.offset, page)
             if batch:
                 self.step(batch)
             if self.due():
                 self.decide()
+            self.report_status()
             if max_seconds and time.monotonic() - t0 >= max_seconds:
                 break
             if not batch:
@@ -362,3 +528,4 @@ class Follower:
                 time.sleep(poll_s)
         if self._since_events:
             self.decide()
+        self.report_status(force=True, running=False)  # stopped: the status says so

@@ -36,6 +36,11 @@ class EpochLog:
     seconds: float
     interactions_per_s: float
     val: dict[str, float] = field(default_factory=dict)
+    # for progress and time estimates (`liverec train`): the most epochs the run can go to, the
+    # seconds since it started, and the epoch early stopping ends it at if validation stops improving
+    epochs: int = 0
+    elapsed_s: float = 0.0
+    stops_by: int = 0
 
 
 @dataclass
@@ -244,6 +249,10 @@ def train(
                 stale += 1
         history.append(entry)
         if on_epoch:
+            last = min(cfg.epochs, cfg.stop_after or cfg.epochs)
+            entry.epochs, entry.elapsed_s = last, time.perf_counter() - t_start
+            early = epoch + (cfg.patience - stale) * cfg.eval_every if len(val_targets) else last
+            entry.stops_by = min(last, early)
             on_epoch(entry)
         if stale >= cfg.patience:
             patience_ended = epoch < cfg.epochs

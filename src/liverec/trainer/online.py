@@ -33,6 +33,7 @@ from liverec.core.sequence import Engagements
 from liverec.core.vocab import Vocab
 from liverec.model.transformer import SASRec
 from liverec.settings import OnlineConfig, RewardWeights
+from liverec.store.base import user_hash
 from liverec.trainer.filters import EventFilter
 from liverec.trainer.replay import ReplayBuffer
 
@@ -178,6 +179,7 @@ class OnlineLearner:
         fresh_in: list[np.ndarray] = []
         fresh_tgt: list[int] = []
         fresh_w: list[float] = []
+        fresh_owner: list[int] = []
         neg_in: list[np.ndarray] = []
         neg_tgt: list[int] = []
         new_ids: list[str] = []
@@ -205,6 +207,7 @@ class OnlineLearner:
                     fresh_in.append(track.example(w))
                     fresh_tgt.append(idx)
                     fresh_w.append(self._weight(ev.user_id, ev.item_id))
+                    fresh_owner.append(owner_key(ev.user_id))
                 track.add(idx, ev.timestamp, event_type_id(ev.type, ev.value))
                 self.clock = max(self.clock, ev.timestamp)
                 if idx < len(self.last_seen):
@@ -221,11 +224,33 @@ class OnlineLearner:
                 self.last_seen[self.vocab.row(item_id) + 1] = self.clock  # type: ignore[operator]
         if train and fresh_tgt:
             stats.loss, stats.steps = self._train(
-                np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), np.asarray(fresh_w), neg_in, neg_tgt
+                np.stack(fresh_in),
+                np.asarray(fresh_tgt, np.int32),
+                np.asarray(fresh_w),
+                neg_in,
+                neg_tgt,
+                np.asarray(fresh_owner, np.int64),
             )
         elif fresh_tgt:
-            self.replay.add(np.stack(fresh_in), np.asarray(fresh_tgt, np.int32), np.asarray(fresh_w))
+            self.replay.add(
+                np.stack(fresh_in),
+                np.asarray(fresh_tgt, np.int32),
+                np.asarray(fresh_w),
+                np.asarray(fresh_owner, np.int64),
+            )
         return stats
+
+    def forget(self, user_hashes: set[str]) -> int:
+        """Drop deleted users (by `store.base.user_hash`, as the store records them): their track,
+        their remembered impressions and their examples in the replay buffer. Returns how many
+        tracked users went. Weights already trained on them wait for the deadline retrain."""
+        gone = [u for u in self.users if user_hash(u) in user_hashes]
+        for u in gone:
+            del self.users[u]
+        for key in [k for k in self.shown if user_hash(k[0]) in user_hashes]:
+            del self.shown[key]
+        self.replay.drop({int(h[:15], 16) for h in user_hashes})
+        return len(gone)
 
     def _remember_shown(self, user_id: str, item_id: str, propensity: float) -> None:
         self.shown[(user_id, item_id)] = propensity
@@ -248,6 +273,7 @@ class OnlineLearner:
         weights: np.ndarray,
         neg_in: list[np.ndarray],
         neg_tgt: list[int],
+        owners: np.ndarray | None = None,
     ) -> tuple[float, int]:
         c = self.cfg
         per_step = max(1, round(c.batch_size * (1.0 - c.replay_ratio)))
@@ -263,7 +289,7 @@ class OnlineLearner:
             batch_w = np.concatenate([f_w, r_w])
             negs = (np.stack(neg_in), np.asarray(neg_tgt, np.int64)) if neg_in and start == 0 else None
             losses.append(self._step(batch_in, batch_tgt, negs, batch_w))
-            self.replay.add(f_in, f_tgt, f_w)
+            self.replay.add(f_in, f_tgt, f_w, None if owners is None else owners[start : start + per_step])
             self.examples += len(f_tgt)
         return float(np.mean(losses)), len(losses)
 
@@ -418,6 +444,12 @@ class OnlineLearner:
             "examples": self.examples,
             "clock": self.clock,
         }
+
+
+def owner_key(user_id: str) -> int:
+    """The replay buffer's key of a user: 60 bits of `user_hash`, so a deletion record (which holds
+    only the hash) finds the user's examples."""
+    return int(user_hash(user_id)[:15], 16)
 
 
 def pad_moments(opt: torch.optim.Optimizer) -> None:

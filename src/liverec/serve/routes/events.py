@@ -11,9 +11,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from liverec.core.schema import Event
-from liverec.serve.deps import EngineDep, MetricsDep, SettingsDep, read_json
-from liverec.serve.schemas import EventsAccepted, json_body, responses
+from liverec.core.schema import DEFAULT_LIMITS, Event, JsonLimits, error_message
+from liverec.serve.deps import WRITE, EngineDep, MetricsDep, SettingsDep, read_json
+from liverec.serve.schemas import EventsAccepted, json_body, json_limits, responses
 from liverec.store.base import StoreError
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -30,19 +30,24 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 def validate_events(
-    raw: list[Any], now: float, max_skew_s: float
+    raw: list[Any], now: float, max_skew_s: float, limits: JsonLimits = DEFAULT_LIMITS
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     """Events, or per-event errors ``[{"index", "errors": [{"field", "msg"}]}]`` if any is invalid."""
     by_index: dict[int, list[dict[str, str]]] = {}
+    context = {"limits": limits}
     try:
-        events = EVENT_LIST.validate_python(raw)  # fast path: the whole batch at once
+        events = EVENT_LIST.validate_python(raw, context=context)  # fast path: the whole batch at once
         indexed: Iterable[tuple[int, Event]] = enumerate(events)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             index, *rest = err["loc"]
-            by_index.setdefault(int(index), []).append({"field": _field(tuple(rest)), "msg": err["msg"]})
+            by_index.setdefault(int(index), []).append(
+                {"field": _field(tuple(rest)), "msg": error_message(err)}
+            )
         # the events that did validate still get the checks below, so one response lists every problem
-        indexed = [(i, Event.model_validate(r)) for i, r in enumerate(raw) if i not in by_index]
+        indexed = [
+            (i, Event.model_validate(r, context=context)) for i, r in enumerate(raw) if i not in by_index
+        ]
         events = []
     limit = now + max_skew_s  # `check_not_future`'s bound: only events beyond it need the call
     for i, ev in indexed:
@@ -56,8 +61,9 @@ def validate_events(
 
 @router.post(
     "/events",
+    dependencies=[WRITE],
     response_model=EventsAccepted,
-    responses=responses(400, 413, 422, 503),
+    responses=responses(400, 413, 415, 422, 503),
     openapi_extra=json_body(BODY_SCHEMA),
     summary="Send one event or a batch {'events': [...]}; all-or-nothing, idempotent by event_id",
 )
@@ -85,7 +91,8 @@ async def post_events(
             413, f"{len(raw)} events in one batch; the limit is {settings.server.max_batch_events}"
         )
 
-    events, errors = validate_events(raw, time.time(), settings.server.max_future_skew_s)
+    limits = json_limits(settings)["limits"]
+    events, errors = validate_events(raw, time.time(), settings.server.max_future_skew_s, limits)
     if errors:
         metrics.events_rejected.labels("invalid").inc(len(raw))
         return rejected(f"{len(errors)} of {len(raw)} events are invalid; nothing was written", errors)

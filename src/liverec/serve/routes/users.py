@@ -3,21 +3,31 @@ through the engine's writer thread (`Engine.ingest_async`, `Engine.delete_user_a
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from liverec.serve.deps import EngineDep, MetricsDep, SettingsDep
-from liverec.serve.engine import impressions
-from liverec.serve.schemas import RecommendationOut, RecommendedItem, UserDeleted, responses
+from liverec.core.schema import Id
+from liverec.serve.deps import ADMIN, READ, EngineDep, MetricsDep, SettingsDep
+from liverec.serve.engine import Engine, impressions
+from liverec.serve.schemas import (
+    ITEM_FIELDS,
+    RecommendationOut,
+    RecommendedItemFields,
+    UserDeleted,
+    check_k,
+    responses,
+)
 from liverec.store.base import StoreError
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]  # no NUL, as in Event
+UserId = Annotated[Id, Path()]  # the one id rule (`core.schema.Id`), as in events
 
 
 @router.get(
     "/{user_id}/recommendations",
+    dependencies=[READ],
     response_model=RecommendationOut,
     responses=responses(422, 503),
     summary="Top-k items for a user from their live sequence; the list is logged as impressions",
@@ -29,25 +39,72 @@ async def recommendations(
     metrics: MetricsDep,
     k: Annotated[int, Query(ge=1, description="list length")] = 10,
     exclude_seen: bool = True,
+    fields: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="comma-separated catalog fields to return inline with each item: "
+            + ", ".join(ITEM_FIELDS),
+            openapi_examples={"title and tags": {"value": "title,tags"}},
+        ),
+    ] = None,
 ) -> RecommendationOut:
-    if k > settings.server.max_k:
-        raise HTTPException(422, f"k={k} is above the limit of {settings.server.max_k}")
+    check_k(k, settings.server.max_k)
+    wanted = item_fields(fields)
     rec = engine.recommend(user_id, k, exclude_seen, log_impressions=False)
-    try:  # the served list is durable in the log before the client sees it
-        await engine.ingest_async(impressions(user_id, rec))
+    # the served list (its first max_logged_impressions positions) is durable before the client sees it
+    logged = impressions(user_id, rec, cap=settings.server.max_logged_impressions)
+    try:
+        await engine.ingest_async(logged)
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable: {exc}") from None
-    metrics.impressions.inc(len(rec.items))
+    metrics.impressions.inc(len(logged))
+    inline = await asyncio.to_thread(catalog_fields, engine, [i.item_id for i in rec.items], wanted)
     return RecommendationOut(
         request_id=rec.request_id,
         model=rec.model,
         policy=rec.policy,
-        items=[RecommendedItem(item_id=i.item_id, score=i.score, propensity=i.propensity) for i in rec.items],
+        items=[
+            RecommendedItemFields(
+                item_id=i.item_id,
+                score=i.score,
+                propensity=i.propensity,
+                filler=i.filler,
+                **inline.get(i.item_id, {}),
+            )
+            for i in rec.items
+        ],
     )
+
+
+def item_fields(fields: str | None) -> tuple[str, ...]:
+    """The ``?fields=`` names, checked: an unknown one is a 422 that lists the allowed ones."""
+    wanted = tuple(dict.fromkeys(f.strip() for f in (fields or "").split(",") if f.strip()))
+    unknown = [f for f in wanted if f not in ITEM_FIELDS]
+    if unknown:
+        raise HTTPException(
+            422,
+            f"unknown field(s) {', '.join(map(repr, unknown))} in fields=; allowed: {', '.join(ITEM_FIELDS)}",
+        )
+    return wanted
+
+
+def catalog_fields(engine: Engine, item_ids: list[str], wanted: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """item id -> the ``wanted`` catalog fields (one store read per item; none when nothing is wanted).
+    Blocks on the store."""
+    if not wanted:
+        return {}
+    out = {}
+    for item_id in item_ids:
+        item = engine.get_item(item_id)
+        if item is not None:
+            out[item_id] = item.model_dump(include=set(wanted))
+    return out
 
 
 @router.delete(
     "/{user_id}",
+    dependencies=[ADMIN],
     response_model=UserDeleted,
     responses=responses(422, 503),
     summary="Forget a user: remove their events from the log and their live state",
