@@ -60,7 +60,7 @@ def violations(root: Path) -> tuple[list[str], list[str], dict[str, set[str]]]:
         me = module_name(path, root)
         here = package_of(me) if "." in me else "__init__"
         if path.parent == root and path.name != "__init__.py":
-            here = path.stem  # settings.py, __main__.py
+            here = path.stem  # __main__.py
         if here not in LAYER_OF:
             unplaced.append(me)
             continue
