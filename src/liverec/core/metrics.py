@@ -4,6 +4,7 @@ interacted with are excluded. Ties count against the target (a constant scorer s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -153,3 +154,21 @@ def bootstrap_interval(
     low = float(np.percentile(stats, 100 * (alpha / 2)))
     high = float(np.percentile(stats, 100 * (1.0 - alpha / 2)))
     return low, high
+
+
+@dataclass
+class SliceScore:
+    """Running NDCG@10 / HR@10 of one model over a prequential slice (the online gate's score):
+    sums, so it stays constant in size however long the learner runs."""
+
+    ndcg: float = 0.0
+    hits: float = 0.0
+    n: int = 0
+
+    def add(self, ranks: np.ndarray) -> None:
+        self.ndcg += float(ndcg_per_user(ranks, 10).sum())
+        self.hits += float((ranks < 10).sum())
+        self.n += len(ranks)
+
+    def value(self) -> dict[str, float]:
+        return {"ndcg@10": self.ndcg / max(self.n, 1), "hr@10": self.hits / max(self.n, 1), "n": self.n}

@@ -40,38 +40,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from liverec.core.metrics import ndcg_per_user
+from liverec.core.metrics import SliceScore
 from liverec.core.schema import EventType, StoredEvent
-from liverec.core.split import leave_one_out, sequences_from_events
 from liverec.model.text import TextEncoder
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.registry.registry import ModelRegistry, RegistryError
 from liverec.settings import GateConfig, PrivacySettings, RewardWeights, TrainConfig
 from liverec.store.base import Deletion, EventStore
 from liverec.trainer.filters import EventFilter, FilterConfig
-from liverec.trainer.offline import build_model
-from liverec.trainer.offline import train as fit
 from liverec.trainer.online import LearnStats, OnlineConfig, OnlineLearner, pad_moments
+from liverec.trainer.retrain import retrain_from_store
 from liverec.trainer.status import write_status
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SliceScore:
-    """Running NDCG@10 / HR@10 of one model over a prequential slice."""
-
-    ndcg: float = 0.0
-    hits: float = 0.0
-    n: int = 0
-
-    def add(self, ranks: np.ndarray) -> None:
-        self.ndcg += float(ndcg_per_user(ranks, 10).sum())
-        self.hits += float((ranks < 10).sum())
-        self.n += len(ranks)
-
-    def value(self) -> dict[str, float]:
-        return {"ndcg@10": self.ndcg / max(self.n, 1), "hr@10": self.hits / max(self.n, 1), "n": self.n}
 
 
 @dataclass
@@ -456,30 +437,12 @@ class Follower:
         offset = self.store.last_offset()
         live = self.live_version or self.registry.live()
         t0 = time.monotonic()
-        events = [s.event for s in self.store.iter_events()]
-        seqs = sequences_from_events(events, self.store.list_items(), self.rewards)
-        split = leave_one_out(seqs, min_len=3)
-        if not split.train:
-            raise RegistryError("nothing to retrain on after the deletions: no user with 3 positives")
         config = dict(self.registry.meta(live)["config"]) if live else {}
-        text = None
         if config.get("text_dim", 0):
-            encoder = self.encoder = self.encoder or TextEncoder()
-            text = encoder.encode_cached([seqs.texts.get(i, "") for i in seqs.vocab.ids], self.store)
-        config.pop("n_items", None)
-        model = build_model(split.n_items, text, config)
-        result = fit(model, split.train, split.val_inputs(), split.val, self.retrain_cfg)
-        version = self.registry.save(
-            model,
-            seqs.vocab.to_list(),
-            metrics={"val": result.best_val, "best_epoch": result.best_epoch, "train_s": result.seconds},
-            parent=None,  # its predecessors held deleted users: nothing to roll back to
-            extra={
-                "trainer_offset": offset,
-                "trained_at": time.time(),
-                "deletions_through": through,
-                "retrain": "deletions",
-            },
+            self.encoder = self.encoder or TextEncoder()
+        extra = {"trainer_offset": offset, "deletions_through": through, "retrain": "deletions"}
+        version = retrain_from_store(
+            self.store, self.registry, config, self.retrain_cfg, self.rewards, self.encoder, extra
         )
         self.registry.promote(version)
         affected = self.registry.affected_versions(records)
