@@ -26,6 +26,7 @@ CASES: dict[str, Callable[[int], Policy]] = {
     "thompson_user": lambda seed: make_policy("thompson", seed=seed, min_impressions=0, user_weight=2.0),
     "linucb": lambda seed: make_policy("linucb", alpha=1.0),
     "linucb_user": lambda seed: make_policy("linucb", alpha=1.0, user_weight=2.0),
+    "shuffle": lambda seed: make_policy("shuffle", epsilon=0.5, depth=3, seed=seed),
     "mmr_greedy": lambda seed: make_policy("greedy", mmr=0.5),
     "mmr_epsilon": lambda seed: make_policy("epsilon", epsilon=0.3, seed=seed, mmr=0.5, mmr_pool_factor=2),
 }
@@ -96,7 +97,7 @@ IGNORE_VECTORS = sorted(c for c, make in CASES.items() if not make(0).uses_vecto
 
 
 def test_the_vector_free_policies_say_so() -> None:
-    assert IGNORE_VECTORS == ["epsilon", "greedy", "plackett_luce"]
+    assert IGNORE_VECTORS == ["epsilon", "greedy", "plackett_luce", "shuffle"]
 
 
 @pytest.mark.parametrize("case", IGNORE_VECTORS)
@@ -189,7 +190,7 @@ def test_misaligned_inputs_raise(case: str) -> None:
     rows, scores, ctx = inputs(5)
     with pytest.raises(ValueError):
         policy.select(rows, scores[:-1], 3, ctx)
-    if case not in ("greedy", "epsilon", "plackett_luce"):  # these never read the vectors
+    if case not in ("greedy", "epsilon", "plackett_luce", "shuffle"):  # these never read the vectors
         with pytest.raises(ValueError):
             policy.select(rows, scores, 3, ctx | {"item_vectors": ctx["item_vectors"][:-1]})
 

@@ -9,7 +9,7 @@ from liverec.policy.registry import policy_params
 
 
 def test_every_name_builds_its_policy_with_defaults() -> None:
-    assert set(POLICIES) == {"greedy", "epsilon", "plackett_luce", "thompson", "linucb"}
+    assert set(POLICIES) == {"greedy", "epsilon", "plackett_luce", "thompson", "linucb", "shuffle"}
     for name, cls in POLICIES.items():
         policy = make_policy(name)
         assert type(policy) is cls and policy.name == name

@@ -9,6 +9,7 @@ from liverec.policy.linucb import LinUCB
 from liverec.policy.plackett_luce import PlackettLuce
 from liverec.policy.registry import POLICIES, make_policy
 from liverec.policy.rerank import MMR
+from liverec.policy.shuffle import ShuffleTopK
 from liverec.policy.thompson import ThompsonSampling
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LinUCB",
     "PlackettLuce",
     "Policy",
+    "ShuffleTopK",
     "Slate",
     "ThompsonSampling",
     "make_policy",

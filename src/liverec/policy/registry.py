@@ -18,6 +18,7 @@ from liverec.policy.epsilon import EpsilonGreedy
 from liverec.policy.linucb import LinUCB
 from liverec.policy.plackett_luce import PlackettLuce
 from liverec.policy.rerank import MMR
+from liverec.policy.shuffle import ShuffleTopK
 from liverec.policy.thompson import ThompsonSampling
 from liverec.settings import PolicySettings
 
@@ -27,6 +28,7 @@ POLICIES: dict[str, type[Policy]] = {
     "plackett_luce": PlackettLuce,
     "thompson": ThompsonSampling,
     "linucb": LinUCB,
+    "shuffle": ShuffleTopK,
 }
 MMR_PARAMS = {"mmr": "lam", "mmr_pool_factor": "pool_factor"}
 

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from liverec.settings.tables import Table
 
-PolicyName = Literal["greedy", "epsilon", "plackett_luce", "thompson", "linucb"]
+PolicyName = Literal["greedy", "epsilon", "plackett_luce", "thompson", "linucb", "shuffle"]
 
 POLICY_PARAMS: dict[str, tuple[str, ...]] = {
     "greedy": (),
@@ -30,6 +30,7 @@ POLICY_PARAMS: dict[str, tuple[str, ...]] = {
         "user_window",
     ),
     "linucb": ("alpha", "lam", "user_weight", "user_lam", "user_window"),
+    "shuffle": ("epsilon", "depth", "seed"),
 }
 MMR_KEYS = ("mmr", "mmr_pool_factor")
 
@@ -64,8 +65,13 @@ class PolicySettings(Table):
         None, ge=1, description="with mmr: the policy ranks ceil(this * k) candidates for MMR to choose from"
     )
     epsilon: float | None = Field(
-        None, ge=0, le=1, description="epsilon: chance per position of a random candidate instead of the best"
+        None,
+        ge=0,
+        le=1,
+        description="epsilon: chance per position of a random candidate instead of the best; "
+        "shuffle: chance per slate that its top depth are shown in random order",
     )
+    depth: int | None = Field(None, ge=1, description="shuffle: how many top positions a shuffle reorders")
     temperature: float | None = Field(
         None, gt=0, description="plackett_luce: softmax temperature (lower = greedier)"
     )
@@ -107,7 +113,8 @@ class PolicySettings(Table):
         None, gt=0, le=1, description="plackett_luce, thompson: floor of the logged propensity estimates"
     )
     seed: int | None = Field(
-        None, description="epsilon, plackett_luce, thompson: seed of the policy's draws (unset: fresh)"
+        None,
+        description="epsilon, plackett_luce, thompson, shuffle: seed of the policy's draws (unset: fresh)",
     )
 
     @model_validator(mode="after")
