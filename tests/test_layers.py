@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "liverec"
 # Bottom-up. A package imports only from its own layer or a lower one.
 LAYERS: list[set[str]] = [
     {"settings", "core", "__init__"},
-    {"events", "store", "policy", "model"},
+    {"events", "store", "policy", "model", "search"},
     {"trainer", "evaluate", "registry"},
     {"serve", "sim", "cli", "__main__"},
 ]

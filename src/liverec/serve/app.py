@@ -22,13 +22,14 @@ from liverec.serve.auth import Authenticator, check_bind, declare_responses
 from liverec.serve.engine import Engine
 from liverec.serve.metrics import Metrics
 from liverec.serve.middleware import BodyLimit, JsonOnly, RequestMetrics
-from liverec.serve.routes import events, health, items, models, users
+from liverec.serve.routes import events, health, items, models, search, users
+from liverec.serve.routes.search import SearchIn
 from liverec.serve.schemas import EventBatch, document
 from liverec.settings import Settings
 
 # Request bodies parsed by hand (for strict JSON and per-event errors) reference these schemas.
 log = logging.getLogger(__name__)
-OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item, ItemIn)
+OPENAPI_MODELS: tuple[type[BaseModel], ...] = (Event, EventBatch, Item, ItemIn, SearchIn)
 
 
 @contextmanager
@@ -147,7 +148,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.auth = Authenticator(settings.auth)
-    for module in (events, users, items, models, health):
+    for module in (events, users, items, search, models, health):
         app.include_router(module.router)
     declare_responses(app.routes)
     # the last added runs first: metrics wrap the body limit, so its 413s are observed as 413s

@@ -22,13 +22,17 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from liverec.core.catalog import Catalog
+from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
 from liverec.core.state import Interaction, LiveState
 from liverec.events.join import RewardJoiner
 from liverec.model.base import Model
 from liverec.model.popularity import PopularityCooc
 from liverec.model.rules import SequentialRules
+from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import policy_from_settings
 from liverec.registry.registry import ModelRegistry
@@ -36,6 +40,7 @@ from liverec.serve.feedback import PolicyFeedback, learns
 from liverec.serve.ingest import GroupCommit
 from liverec.serve.models import ModelManager
 from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
+from liverec.serve.search import SURFACE, SearchFilters, SearchResult, SearchService, search_impressions
 from liverec.settings import Settings
 from liverec.store import AppendResult, EventStore, StoreError, open_store
 from liverec.trainer.filters import EventFilter
@@ -66,7 +71,11 @@ class Freshness:
 
 class Engine:
     def __init__(
-        self, settings: Settings, store: EventStore | None = None, policy: Policy | None = None
+        self,
+        settings: Settings,
+        store: EventStore | None = None,
+        policy: Policy | None = None,
+        encoder: TextEncoder | None = None,
     ) -> None:
         self.settings = settings
         # settings errors first: nothing is opened that a failed constructor would leave open
@@ -96,6 +105,12 @@ class Engine:
         if learns(policy):
             joiner = RewardJoiner.from_settings(settings)  # the join `liverec evaluate ope` makes
             self.feedback = PolicyFeedback(policy, self.catalog, joiner)
+        self.encoder = encoder or TextEncoder()  # item text for the model and the search index
+        self.search: SearchService | None = None
+        if settings.search.enabled:
+            self.search = SearchService(
+                settings.search, self.catalog, Rewards(settings.rewards), self.encoder
+            )
         self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
         self.freshness = Freshness()
@@ -116,8 +131,10 @@ class Engine:
         t0 = time.perf_counter()
         limit_threads(self.settings.server.compute_threads)
         with self._writing, self._lock:  # no write can land between the pages being folded
-            for item in self.store.list_items():
-                self.catalog.upsert(item)
+            items = list(self.store.list_items())
+            rows = [self.catalog.upsert(item) for item in items]
+            if self.search is not None and items:  # searchable before the log replays its clicks
+                self.search.index_items(rows, items, self.search.encode_items(items, self.store))
             total = self.store.last_offset()
             for batch in self.store.pages(0, 20_000):
                 self._fold(batch)
@@ -131,6 +148,7 @@ class Engine:
                 self.store,
                 fallback=self.popularity,
                 on_swap=self._swap,
+                encoder=self.encoder,
                 poll_s=self.settings.server.reload_poll_s,
                 rules=self.rules,
                 rules_weight=self.settings.rules.weight,
@@ -172,8 +190,10 @@ class Engine:
             model.observe(interactions)
         if self.rules is not None:
             self.rules.observe(interactions)
-        if self.feedback is not None:
-            self.feedback.fold(accepted)
+        if self.feedback is not None:  # the serving policy learns from its own lists, not search's
+            self.feedback.fold([s for s in accepted if s.event.context.surface != SURFACE])
+        if self.search is not None:
+            self.search.fold(accepted)
 
     def _screen(
         self, accepted: Sequence[StoredEvent], interactions: list[Interaction]
@@ -222,13 +242,19 @@ class Engine:
         """Insert or replace catalog items; returns how many were new."""
         with self._writing:
             created = self.store.upsert_items(items)
-            # their text vectors before the answer (a new item's /similar uses its text at once);
-            # encoded outside `_lock`, so reads do not wait on the encoder
-            texts = self.manager.encode(items) if self.manager is not None else None
+            # their text vectors before the answer (a new item's /similar and search use its text at
+            # once); encoded outside `_lock`, so reads do not wait on the encoder
+            serving = self.manager is not None and self.manager.current is not None
+            vectors = None
+            if self.search is not None or serving:
+                vectors = self.encoder.encode_cached([it.content() for it in items], self.store)
             with self._lock:
                 rows = [self.catalog.upsert(item) for item in items]
-                if self.manager is not None and texts is not None:
+                if self.manager is not None and vectors is not None:
+                    texts = {it.item_id: vectors[i] for i, it in enumerate(items) if it.content()}
                     self.manager.items_changed(rows, items, texts)
+                if self.search is not None:
+                    self.search.index_items(rows, items, vectors)
         return created
 
     def delete_user(self, user_id: str) -> dict[str, int]:
@@ -253,6 +279,8 @@ class Engine:
                     self.rules.forget(mine)
                 if self.feedback is not None:  # their open impressions, slate vectors, posterior
                     self.feedback.forget_user(user_id)
+                if self.search is not None:  # their open result lists
+                    self.search.forget_user(user_id)
                 had_state = self.state.remove(user_id)
         return {"events": removed, "user_state": int(had_state)}
 
@@ -260,6 +288,13 @@ class Engine:
         """Why the online learner has (not) published: its status file (`trainer.status`), aged, or
         why there is none. For `/healthz` admin detail."""
         return read_status(self.registry.root, live=self.registry.live())
+
+    def search_status(self) -> dict[str, Any]:
+        """The search index and ranker (for `/healthz` admin detail)."""
+        if self.search is None:
+            return {"enabled": False}
+        with self._lock:
+            return {"enabled": True} | self.search.status()
 
     def pending_deletions(self) -> dict[str, float | int | str]:
         """Deletions whose users a live model may still hold (for `/healthz` admin detail): how many
@@ -316,6 +351,47 @@ class Engine:
                 self.ingest(logged)
         return rec
 
+    def search_items(
+        self,
+        query: str,
+        user_id: str | None = None,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        log_impressions: bool = True,
+        now: float | None = None,
+    ) -> SearchResult:
+        """Search the live catalog for ``query``, ranked for ``user_id`` (None: anonymous). Seen items
+        stay in (people search for what they know). The list is logged as impressions with
+        ``surface = "search"`` (``log_impressions``), timestamped ``now`` as in `recommend`.
+        Raises `SearchDisabled` when ``[search] enabled`` is false."""
+        if self.search is None:
+            raise SearchDisabled("search is disabled ([search] enabled = false)")
+        search = self.search
+        qvec = search.query_vector(query)  # outside `_lock`: the encoder takes a few ms
+        ts = time.time() if now is None else now
+        with self._lock:
+            n = len(self.catalog)
+            user = self.state.get(user_id) if user_id else None
+            model = self.recommender.model
+            personal = seen = None
+            if user is not None and user_id:
+                personal, _ = model.score_and_embed(user, n, user_id)  # (N,)
+                seen = np.fromiter(user.seen, dtype=np.int64, count=len(user.seen))
+            result = search.search(
+                query,
+                qvec,
+                k,
+                allowed=search.allowed(filters or SearchFilters()),
+                popularity=self.popularity.counts(n),
+                now=ts,
+                personal=personal,
+                seen=seen,
+                model=model.version_for(user),
+            )
+        if log_impressions and result.items:
+            self.ingest(search_impressions(user_id, result, ts, self.settings.server.max_logged_impressions))
+        return result
+
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
         with self._lock:
             return self.recommender.similar(item_id, k)
@@ -331,6 +407,10 @@ class Engine:
     def model_offset(self) -> int:
         """The log offset the served weights have learned up to (0 without a trained model)."""
         return int(getattr(self.recommender.model, "trained_offset", 0))
+
+
+class SearchDisabled(RuntimeError):
+    """``[search] enabled = false``."""
 
 
 def limit_threads(n: int) -> None:

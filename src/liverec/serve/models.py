@@ -4,7 +4,7 @@
   loaded, aligned to the catalog and given text off the request path, then swapped in with one
   reference assignment. Requests in flight finish on the model they started with: none fails.
 - Growth: when the catalog grows, the served model grows with it. Items written through
-  `Engine.upsert_items` get their text encoded on the write path (`encode`, `items_changed`), so
+  `Engine.upsert_items` get their text encoded on the write path (then `items_changed`), so
   they are recommendable from their text when the PUT returns; items that only appear in events
   (catalog stubs) and a version loaded mid-write get theirs from a background worker (store cache
   first).
@@ -126,21 +126,9 @@ class ModelManager:
         if todo:
             self._text_queue.put(sorted(todo))
 
-    def encode(self, items: Sequence[Item]) -> dict[str, np.ndarray]:
-        """Text vectors of ``items`` (by item id; those with text), for `items_changed`: on the
-        caller's (writer) thread, so an upsert answers with its items' text in the served model.
-        Empty when no model is served (popularity uses no text)."""
-        if self.current is None:
-            return {}
-        pairs = [(it.item_id, it.content()) for it in items if it.content()]
-        if not pairs:
-            return {}
-        vecs = self.encoder.encode_cached([c for _, c in pairs], self.store)
-        return {item_id: vecs[k] for k, (item_id, _) in enumerate(pairs)}
-
     def items_changed(self, rows: Sequence[int], items: Sequence[Item], texts: dict[str, np.ndarray]) -> None:
         """After an upsert put ``items`` at catalog ``rows``: grow the served model and set the text
-        `encode` computed; rows without it (a model swapped in meanwhile) go to the worker."""
+        the engine encoded; rows without it (a model swapped in meanwhile) go to the worker."""
         model = self.current
         if model is None:
             return

@@ -94,6 +94,22 @@ class RecommendationOut(BaseModel):
     items: list[RecommendedItemFields] = Field(description="the list, best first")
 
 
+class SearchedItem(RecommendedItemFields):
+    """A search result: its position in the list is the position its impression logs."""
+
+    position: int = Field(description="0-based position in the list (what a click may name)")
+
+
+class SearchOut(BaseModel):
+    request_id: str = Field(description="id of this list; send it with clicks on its results")
+    query: str = Field(description="the query, as searched (surrounding whitespace removed)")
+    model: str = Field(description="the model version behind the personal signal", examples=["v000003"])
+    policy: str = Field(
+        description="'shuffle' (ranked) or 'shuffle:random' (the top positions shown in random order)"
+    )
+    items: list[SearchedItem] = Field(description="the results, in display order")
+
+
 class SimilarOut(BaseModel):
     item_id: str = Field(description="the item asked about")
     model: str = Field(description="the model version that scored the list")
@@ -223,6 +239,17 @@ SCHEMA_EXAMPLES: dict[str, Any] = {
     "ItemUpserted": {"item_id": "new-1", "created": True},
     "ItemsUpserted": {"upserted": 2, "created": 1},
     "UserDeleted": {"events": 31, "user_state": 1},
+    "SearchIn": {"q": "space adventure", "user_id": "196", "k": 10, "filters": {"tags": ["Sci-Fi"]}},
+    "SearchOut": {
+        "request_id": "9a1d0c2b1e7d4c3e8b6a1f2d3c4b5a70",
+        "query": "space adventure",
+        "model": "transformer@v000001",
+        "policy": "shuffle",
+        "items": [
+            {"item_id": "50", "score": 4.12, "propensity": 0.95, "filler": False, "position": 0},
+            {"item_id": "181", "score": 3.87, "propensity": 0.95, "filler": False, "position": 1},
+        ],
+    },
     "RecommendationOut": {
         "request_id": "5f0c2b1e9a7d4c3e8b6a1f2d3c4b5a69",
         "model": "transformer@v000001",

@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from liverec.settings.learning import FilterConfig, GateConfig, ModelSettings, OnlineConfig, TrainConfig
 from liverec.settings.policy import MMR_KEYS, POLICY_PARAMS, JoinConfig, PolicyName, PolicySettings
+from liverec.settings.search import SearchSettings
 from liverec.settings.secrets import MASK, redact_text, redact_url, url_secrets
 from liverec.settings.tables import (
     DEFAULT_DATA_DIR,
@@ -44,7 +45,8 @@ __all__ = [
     "DEFAULT_DATA_DIR", "MASK", "MMR_KEYS", "POLICY_PARAMS", "SCOPES", "ApiKey", "AuthSettings",
     "FilterConfig", "GateConfig", "JoinConfig", "ModelSettings", "OnlineConfig", "PolicyName",
     "PolicySettings", "PopularitySettings", "PrivacySettings", "RewardWeights", "RulesSettings",
-    "Scope", "ServerSettings", "Settings", "StateSettings", "Table", "TrainConfig", "load_settings",
+    "Scope", "SearchSettings", "ServerSettings", "Settings", "StateSettings", "Table", "TrainConfig",
+    "load_settings",
     "redact_text", "redact_url", "url_secrets", "value_sources",
 ]  # fmt: skip
 
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     join: JoinConfig = Field(default_factory=JoinConfig, description="reward attribution, one window")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys and their scopes")
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="user deletion")
+    search: SearchSettings = Field(default_factory=SearchSettings, description="search and its ranker")
 
     @model_validator(mode="before")
     @classmethod

@@ -37,6 +37,7 @@ def admin_detail(engine: Engine) -> dict[str, Any]:
         "store": redact_url(engine.store.url),  # never echo credentials
         "deletions_pending": engine.pending_deletions(),  # awaiting a retrain without the user
         "learner": engine.learner_status(),  # why no new version yet: waiting, gate due, last decision
+        "search": engine.search_status(),  # the search ranker: weights, gate decisions, examination
         "extra": {},
     }
 

@@ -1,0 +1,1 @@
+"""Search: lexical (BM25) and semantic retrieval over the item catalog, updated live."""
