@@ -15,10 +15,11 @@ Every feature is scaled per request so that one linear weight means the same thi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from liverec.search.index import tokenize
 
 FEATURES: tuple[str, ...] = ("bm25", "cosine", "personal", "popularity", "freshness", "seen", "clicks")
 F = len(FEATURES)
@@ -26,9 +27,9 @@ DAY_S = 86_400.0
 
 
 def query_key(query: str) -> str:
-    """The form a query is remembered by: lowercase words, sorted and unique, so "Thriller Action"
-    and "action  thriller" share their clicks."""
-    return " ".join(sorted(set(re.findall(r"[a-z0-9]+", query.lower()))))
+    """The form a query is remembered by: its index tokens, sorted and unique, so "Thriller Action"
+    and "the action  thriller" share their clicks."""
+    return " ".join(sorted(set(tokenize(query))))
 
 
 @dataclass

@@ -19,6 +19,7 @@ sees a half-applied upsert or a half-built main.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import Counter
@@ -107,6 +108,7 @@ class LexicalIndex:
 
     def __init__(self, k1: float = 1.5, b: float = 0.75, max_delta: int = 1000) -> None:
         self.k1, self.b, self.max_delta = k1, b, max_delta
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
         self._lock = threading.Lock()  # serialises writers; readers never take it
         self._docs: dict[int, tuple[str, ...]] = {}  # writer side: the current tokens of every row
         self._changed: set[int] = set()  # writer side: rows upserted or removed since the snapshot
