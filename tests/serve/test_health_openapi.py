@@ -177,6 +177,15 @@ def trigger_every_status(api: Api) -> dict[tuple[str, str], set[int]]:
     hit("get", sim, c.get("/v1/items/nope/similar"))
     hit("get", sim, c.get("/v1/items/x/similar", params={"k": 0}))
 
+    search = "/v1/search"
+    hit("get", search, c.get(search, params={"q": "x"}))
+    hit("get", search, c.get(search, params={"q": ""}))
+    hit("post", search, c.post(search, json={"q": "x", "filters": {"tags": ["X"]}}))
+    hit("post", search, c.post(search, content=b"{", headers=raw))
+    hit("post", search, c.post(search, content=big, headers=raw))
+    hit("post", search, c.post(search, json={"q": "x", "k": 0}))
+    hit("post", search, c.post(search, content=b"{}", headers={"content-type": "text/plain"}))
+
     hit("get", "/healthz", c.get("/healthz"))
 
     models, promote, rollback = "/v1/models", "/v1/models/{version}/promote", "/v1/models/rollback"
@@ -202,6 +211,8 @@ def trigger_every_status(api: Api) -> dict[tuple[str, str], set[int]]:
     for method, template, r in [
         ("post", ev, c.post(ev, json=event("u", "x", timestamp=t))),
         ("get", RECS, c.get("/v1/users/u/recommendations")),
+        ("get", search, c.get(search, params={"q": "x"})),
+        ("post", search, c.post(search, json={"q": "x"})),
         ("delete", user, c.delete("/v1/users/u")),
         ("put", one, c.put("/v1/items/x", json={"title": "X"})),
         ("post", many, c.post(many, json={"items": [{"item_id": "y"}]})),
