@@ -67,6 +67,11 @@ def test_demo_warms_up_trains_learns_online_beats_random_and_cleans_up(tmp_path:
     assert clicks and all((c.context.request_id, c.context.position, c.item_id) in served_at for c in clicks)
     assert {e.context.policy for e in impressions} >= {"random", "epsilon", "thompson"}
     assert {e.type for e in events} >= {EventType.dwell, EventType.skip, EventType.add_to_cart}
+    # a share of the liverec cohort's visits searched; their clicks name the result lists
+    searched = [e for e in impressions if e.context.surface == "search"]
+    assert s["searches"] > 0 and searched and all(e.context.query for e in searched)
+    search_ids = {e.context.request_id for e in searched}
+    assert any(c.context.request_id in search_ids for c in clicks)
 
     # liverec beats the random cohort over the run; the world still has headroom
     liverec = sum(w["liverec_clicks"] for w in s["windows"]) / sum(

@@ -96,7 +96,7 @@ def test_click_memory_is_bounded() -> None:
 
 def test_examination_starts_at_the_prior_and_learns_the_curve_from_randomized_lists() -> None:
     ex = Examination(depth=5, prior_strength=50)
-    np.testing.assert_allclose(ex.curve(), 1 / (1 + np.arange(5)))
+    np.testing.assert_allclose(ex.curve(), (1 + np.arange(5)) ** -0.5)
     true = np.array([1.0, 0.8, 0.6, 0.4, 0.3])
     rng = np.random.default_rng(1)
     for _ in range(20_000):
@@ -106,3 +106,24 @@ def test_examination_starts_at_the_prior_and_learns_the_curve_from_randomized_li
                 ex.observe_click(p)
     np.testing.assert_allclose(ex.curve(), true, atol=0.05)
     assert ex.weight(4) == pytest.approx(1 / ex.p(4)) and ex.p(50) == ex.p(4)
+
+
+def test_a_weight_no_click_speaks_to_stays_at_its_prior() -> None:
+    """The click memory is 0 for a query nobody clicked yet: learning must not erase its weight."""
+    ranker = LinearRanker(l2=1e-3)
+    rng = np.random.default_rng(0)
+    clicks = FEATURES.index("clicks")
+    for _ in range(500):
+        x = rng.random((10, F)).astype(np.float32)
+        x[:, clicks] = 0.0
+        ranker.learn(x, int(rng.integers(10)), 1.0)
+    assert ranker.weights()["clicks"] == pytest.approx(LinearRanker().weights()["clicks"])
+
+
+def test_state_round_trips_with_its_prior() -> None:
+    ranker = LinearRanker({"popularity": 2.0})
+    ranker.learn(np.eye(3, F, dtype=np.float32), 1, 1.0)
+    back = LinearRanker.from_state(ranker.state())
+    np.testing.assert_array_equal(back.w, ranker.w)
+    np.testing.assert_array_equal(back.prior, ranker.prior)
+    assert back.steps == 1

@@ -32,6 +32,9 @@ def demo(
     arrival_rate: Annotated[float, typer.Option(help="new items per visit, on average", min=0)] = 0.0,
     policy: Annotated[str, typer.Option(help="exploration policy once the Transformer serves")] = "thompson",
     train_epochs: Annotated[int, typer.Option(help="epochs of the initial `liverec train`", min=1)] = 8,
+    search_share: Annotated[
+        float, typer.Option(help="share of the liverec cohort's visits that search instead", min=0, max=0.99)
+    ] = 0.25,
 ) -> None:
     """Run the whole product against simulated users and compare it to a random control cohort:
     popularity warm-up, `liverec train` on its log, then `liverec serve --learn` with exploration."""
@@ -74,6 +77,7 @@ def demo(
                 arrival_rate=arrival_rate,
                 policy=policy,
                 train_epochs=train_epochs,
+                search_share=search_share,
                 on_status=show,
             )
         except (DemoError, ValueError, OSError, httpx.HTTPError) as exc:
@@ -102,6 +106,15 @@ def print_summary(s: DemoSummary, out: Console) -> None:
         "events ingested", f"{s.total_events:,} ({s.events_per_s:,.0f} events/s, impressions included)"
     )
     head.add_row("GET recommendations", f"p50 {s.latency_p50_ms:.1f} ms, p99 {s.latency_p99_ms:.1f} ms")
+    if s.searches:
+        head.add_row(
+            "searches",
+            f"{s.searches:,}; clicks per result {s.search_ctr_first_half:.3f} in the first half, "
+            f"{s.search_ctr_second_half:.3f} in the second (the ranker learns from the clicks)",
+        )
+        head.add_row(
+            "GET search", f"p50 {s.search_latency_p50_ms:.1f} ms, p99 {s.search_latency_p99_ms:.1f} ms"
+        )
     head.add_row(
         "CTR over the run",
         f"liverec {total.liverec_ctr:.3f}, random {total.random_ctr:.3f}, lift {total.lift:+.0%}  "

@@ -45,12 +45,12 @@ def simulate(
         Learner, typer.Option(help="online: learn and publish while serving")
     ] = Learner.online,
     interactions: Annotated[int, typer.Option(min=1, help="visits after the warm-up")] = 10_000,
-    seed: Annotated[int, typer.Option(help="world, policy and training seed")] = 0,
+    seed: Annotated[int, typer.Option(help="world, policy and training seed (--search: the first seed)")] = 0,
     model: Annotated[ModelKind, typer.Option(help="what scores items")] = ModelKind.transformer,
     drift: Annotated[float, typer.Option(min=0, help="taste rotation per visit, radians")] = 0.03,
     arrival_rate: Annotated[float, typer.Option(min=0, help="new items per visit, on average")] = 0.01,
-    users: Annotated[int, typer.Option(min=2)] = 1000,
-    items: Annotated[int, typer.Option(min=1)] = 1000,
+    users: Annotated[int | None, typer.Option(min=2, help="default 1000 (--search: 300)")] = None,
+    items: Annotated[int | None, typer.Option(min=1, help="default 1000 (--search: 500)")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="visits logged by a uniformly random policy")] = 20_000,
     learn_every: Annotated[int, typer.Option(min=1, help="visits between online learner steps")] = 50,
     candidates: Annotated[
@@ -68,13 +68,28 @@ def simulate(
     workdir: Annotated[
         Path | None, typer.Option(help="registry and checkpoints (default: a temp dir)")
     ] = None,
+    search: Annotated[
+        bool, typer.Option(help="search sessions: debiased vs naive vs frozen click learning")
+    ] = False,
+    sessions: Annotated[int, typer.Option(min=1, help="--search: sessions per seed")] = 5000,
+    seeds: Annotated[int, typer.Option(min=1, help="--search: how many seeds, from --seed on")] = 3,
+    position_decay: Annotated[
+        float, typer.Option(min=0, help="--search: position p is examined with (1 + p) ** -this")
+    ] = 1.0,
 ) -> None:
     """Serve a drifting simulated world with the real engine and print one JSON object with
-    cumulative_reward (clicks), regret (expected clicks lost to the oracle) and ctr."""
+    cumulative_reward (clicks), regret (expected clicks lost to the oracle) and ctr.
+
+    With --search: search sessions (queries from each user's interests, clicks under position bias)
+    served by three search learners, printing NDCG@10 against the true relevance per learner."""
     from liverec.sim.report import plot_runs
     from liverec.sim.simulate import SimConfig
     from liverec.sim.simulate import simulate as run
 
+    if search:
+        _search(sessions, list(range(seed, seed + seeds)), users or 300, items or 500, position_decay)
+        return
+    users, items = users or 1000, items or 1000
     try:
         cfg = SimConfig(
             policy=policy,
@@ -115,3 +130,34 @@ def simulate(
         name = f"{model.value} {learner.value} {policy}"
         out["plot"] = str(plot_runs({name: [out]}, plot, title=f"liverec simulate (seed {seed})"))
     typer.echo(json.dumps(out))
+
+
+def _search(sessions: int, seeds: list[int], users: int, items: int, position_decay: float) -> None:
+    """`liverec simulate --search`: one JSON object on stdout, a table on stderr."""
+    from liverec.sim.search import SearchConfig, simulate_search, summarize, table
+    from liverec.sim.simulate import MemoEncoder
+
+    cfgs = [
+        SearchConfig(sessions=sessions, seed=s, users=users, items=items, position_decay=position_decay)
+        for s in seeds
+    ]
+    try:
+        for cfg in cfgs:
+            cfg.validate()
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    encoder = MemoEncoder()
+    results = []
+    with progress_bar("search sessions", sessions * len(cfgs)) as advance:
+        for cfg in cfgs:
+            done = [0]
+
+            def on_progress(n: int, _total: int, done: list[int] = done) -> None:
+                advance(n - done[0])
+                done[0] = n
+
+            results.append(simulate_search(cfg, encoder.encode, on_progress))
+    summary = summarize(results)
+    typer.echo(table(summary), err=True)
+    typer.echo(json.dumps(summary))

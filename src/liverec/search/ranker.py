@@ -44,6 +44,7 @@ class LinearRanker:
         if unknown:
             raise ValueError(f"unknown feature(s) {sorted(unknown)}; known: {', '.join(FEATURES)}")
         self.w = np.array([w[f] for f in FEATURES], dtype=np.float64)  # (F,)
+        self.prior = self.w.copy()  # (F,) what L2 pulls back to: a weight no click speaks to stays put
         self.lr, self.l2 = float(lr), float(l2)
         self.g2 = np.full(F, 1e-8)  # (F,) AdaGrad's sum of squared gradients
         self.steps = 0
@@ -66,9 +67,11 @@ class LinearRanker:
         if x.shape[0] < 2 or weight <= 0:
             return 0.0
         loss, grad = self.loss_and_grad(x, clicked)
-        grad = weight * grad + self.l2 * self.w
-        self.g2 += grad * grad
-        self.w -= self.lr * grad / np.sqrt(self.g2)
+        g = weight * grad
+        self.g2 += g * g
+        # the L2 pull is decoupled from AdaGrad's scaling: through it, a feature that is 0 in every
+        # list (the click memory of a query nobody clicked yet) would lose its weight at lr per step
+        self.w -= self.lr * g / np.sqrt(self.g2) + self.lr * self.l2 * (self.w - self.prior)
         self.steps += 1
         return loss * weight
 
@@ -79,11 +82,14 @@ class LinearRanker:
         return {f: round(float(v), 6) for f, v in zip(FEATURES, self.w, strict=True)}
 
     def state(self) -> dict[str, Any]:
-        return {"weights": self.weights(), "g2": self.g2.tolist(), "steps": self.steps}
+        exact = {f: float(v) for f, v in zip(FEATURES, self.w, strict=True)}
+        prior = {f: float(v) for f, v in zip(FEATURES, self.prior, strict=True)}
+        return {"weights": exact, "prior": prior, "g2": self.g2.tolist(), "steps": self.steps}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], lr: float = 0.1, l2: float = 1e-4) -> LinearRanker:
-        r = cls(state["weights"], lr, l2)
+        r = cls(state.get("prior", state["weights"]), lr, l2)
+        r.w = np.array([state["weights"][f] for f in FEATURES], dtype=np.float64)
         r.g2 = np.asarray(state.get("g2", r.g2), dtype=np.float64)
         r.steps = int(state.get("steps", 0))
         return r

@@ -55,6 +55,7 @@ from liverec.sim.demo_stats import (
     plot_windows,
     windows_of,
 )
+from liverec.sim.search import SearchWorld
 from liverec.sim.world import World
 
 __all__ = [
@@ -83,6 +84,11 @@ class DemoSummary:
     windows: list[WindowStats]
     latency_p50_ms: float  # GET recommendations, measured by the client
     latency_p99_ms: float
+    searches: int  # search visits (a share of the liverec cohort's visits)
+    search_ctr_first_half: float  # clicks per result shown, first and second half of the searches:
+    search_ctr_second_half: float  # the ranker learns from the first half's clicks
+    search_latency_p50_ms: float  # GET /v1/search, measured by the client
+    search_latency_p99_ms: float
     oracle_ctr: float  # expected CTR of the best possible slates for the liverec cohort's visits
     errors: int  # failed HTTP calls
     phases: list[Phase]
@@ -146,6 +152,7 @@ def run_demo(
     train_epochs: int = 8,
     publish_s: float = 3.0,
     track_oracle: bool = True,
+    search_share: float = 0.25,
     plot: bool = True,
     startup_timeout_s: float = 120.0,
     on_status: Callable[[DemoStatus], None] | None = None,
@@ -155,6 +162,8 @@ def run_demo(
         raise ValueError("need duration_s > 0, users >= 2, items >= k, workers >= 1, windows >= 1")
     if not 0 < control_share < 1 or not 0 < warmup_share < 1:
         raise ValueError("control_share and warmup_share must be in (0, 1)")
+    if not 0 <= search_share < 1:
+        raise ValueError("search_share must be in [0, 1)")
     data_dir = Path(data_dir).absolute()
     fresh_data_dir(data_dir)
     store_path = data_dir / "events.db"
@@ -173,6 +182,10 @@ def run_demo(
 
     first = Server(warm_cfg, store_url, port or free_port(), data_dir / "server-warmup.log", env)
     demo = DemoState(world, first, seed, k, workers, control, track_oracle)
+    if search_share > 0:
+        demo.search, demo.search_share = SearchWorld(world, seed=seed), search_share
+    demo.user_index = {u: i for i, u in enumerate(user_ids)}
+    demo.item_row = {it.item_id: r for r, it in enumerate(world.items)}
     demo.user_ids = user_ids
     demo.item_ids = [it.item_id for it in world.items]
     demo.seen = {u: set() for u in user_ids}
@@ -357,6 +370,9 @@ def _summary(
 
     tally = demo.tally
     lat = np.asarray(tally.latencies) * 1000.0
+    slat = np.asarray(tally.search_latencies) * 1000.0
+    half = len(tally.searches) // 2
+    first, second = tally.searches[:half], tally.searches[half:]
     shown = max(int(tally.shown[LIVEREC, 0]), 1)
     windows = windows_of(tally.steps, elapsed, n_windows)
     plot_path = plot_windows(windows, phases, data_dir / "ctr.png") if plot else None
@@ -384,6 +400,11 @@ def _summary(
         windows=windows,
         latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
         latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        searches=len(tally.searches),
+        search_ctr_first_half=_ctr(first),
+        search_ctr_second_half=_ctr(second),
+        search_latency_p50_ms=float(np.percentile(slat, 50)) if slat.size else float("nan"),
+        search_latency_p99_ms=float(np.percentile(slat, 99)) if slat.size else float("nan"),
         oracle_ctr=tally.oracle_clicks / shown if demo.track_oracle else float("nan"),
         errors=tally.errors,
         phases=phases,
@@ -403,3 +424,9 @@ def _summary(
         train_exit_code=proc.returncode if proc is not None else None,
     )
     return summary
+
+
+def _ctr(searches: list[tuple[float, int, int]]) -> float:
+    """Clicks per result shown over ``searches`` ((t, shown, clicks) each); NaN when none."""
+    shown = sum(n for _, n, _ in searches)
+    return sum(c for _, _, c in searches) / shown if shown else float("nan")

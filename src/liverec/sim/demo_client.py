@@ -15,6 +15,7 @@ import numpy as np
 from liverec.sim.demo_procs import DemoError, Server, tail
 from liverec.sim.demo_stats import LIVEREC, RANDOM, Step, Tally
 from liverec.sim.feedback import feedback_dicts, impression_dicts, uniform_slate
+from liverec.sim.search import SearchWorld
 from liverec.sim.world import World
 
 
@@ -72,6 +73,9 @@ class Client:
     def visit(self, user_id: str) -> None:
         d = self.demo
         cohort = RANDOM if user_id in d.control else LIVEREC
+        if cohort == LIVEREC and d.search is not None and self.rng.random() < d.search_share:
+            self.search(user_id)
+            return
         seen = d.seen[user_id]
         t_start = time.monotonic()
         events: list[dict[str, Any]] = []
@@ -126,6 +130,46 @@ class Client:
                 d.tally.oracle_clicks += best
             d.last_model = model or d.last_model
 
+    def search(self, user_id: str) -> None:
+        """A search visit: a query about one of the user's interests, results from the server, clicks
+        by the world's truth for that query under position bias, posted naming the list."""
+        d = self.demo
+        sw = d.search
+        assert sw is not None
+        user = d.user_index[user_id]
+        query = sw.query(user, self.rng)
+        t0 = time.perf_counter()
+        r = self._call("GET", "/v1/search", params={"q": query.text, "user_id": user_id, "k": d.k})
+        latency = time.perf_counter() - t0
+        if r is None:
+            return
+        body = r.json()
+        shown = [(p, d.item_row.get(it["item_id"])) for p, it in enumerate(body["items"])]
+        shown = [(p, row) for p, row in shown if row is not None and row < sw.n]  # arrivals: no truth
+        rows = np.asarray([row for _, row in shown], dtype=np.int64)
+        with d.world_lock:
+            grades = sw.relevance(user, query.genre)
+        clicked = sw.clicks(rows, grades, self.rng.random(max(len(rows), 1)), self.rng.random(sw.n))
+        now = time.time()
+        events = [
+            {
+                "event_id": uuid.uuid4().hex,
+                "user_id": user_id,
+                "item_id": body["items"][p]["item_id"],
+                "type": "click",
+                "timestamp": now,
+                "context": {"request_id": body["request_id"], "position": p, "surface": "search"},
+            }
+            for (p, _), c in zip(shown, clicked.tolist(), strict=True)
+            if c
+        ]
+        if events and self._call("POST", "/v1/events", json={"events": events}) is None:
+            return
+        with d.lock:
+            d.tally.searches.append((time.monotonic() - d.t0, len(rows), len(events)))
+            d.tally.search_latencies.append(latency)
+            d.tally.events_posted += len(events)
+
 
 @dataclass
 class DemoState:
@@ -138,6 +182,10 @@ class DemoState:
     workers: int
     control: frozenset[str]
     track_oracle: bool
+    search: SearchWorld | None = None  # search visits' truth (queries, relevance, clicks)
+    search_share: float = 0.0  # share of the liverec cohort's visits that are searches
+    user_index: dict[str, int] = field(default_factory=dict)  # user id -> world.users index
+    item_row: dict[str, int] = field(default_factory=dict)  # item id -> world.items index
     user_ids: list[str] = field(default_factory=list)
     item_ids: list[str] = field(default_factory=list)
     seen: dict[str, set[str]] = field(default_factory=dict)

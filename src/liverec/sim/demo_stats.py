@@ -121,6 +121,8 @@ class Tally:
     shown: np.ndarray = field(default_factory=lambda: np.zeros((2, 2), dtype=np.int64))
     events_posted: int = 0
     errors: int = 0
+    searches: list[tuple[float, int, int]] = field(default_factory=list)  # (t, results shown, clicks)
+    search_latencies: list[float] = field(default_factory=list)
 
 
 def plot_windows(windows: list[WindowStats], phases: Sequence[Phase], path: Path) -> Path:
