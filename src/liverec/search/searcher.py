@@ -56,16 +56,26 @@ class Searcher:
         now: float,
         personal: np.ndarray | None = None,
         seen: np.ndarray | None = None,
+        match: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Signals:
+        """``match``: `match` computed earlier (outside a caller's lock), padded to ``n`` here."""
+        bm25, cosine = match if match is not None else self.match(query, query_vector, n)
+        if bm25.size < n:  # items that arrived since: not matched by this query
+            bm25, cosine = np.pad(bm25, (0, n - bm25.size)), np.pad(cosine, (0, n - cosine.size))
         return Signals(
-            bm25=self.lexical.scores(query, n),
-            cosine=self.semantic.scores(query_vector, n),
+            bm25=bm25[:n],
+            cosine=cosine[:n],
             personal=personal,
             popularity=popularity,
             created_at=created_at,
             now=now,
             seen=seen,
         )
+
+    def match(self, query: str, query_vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) float32 BM25 and (n,) float32 cosine of every row < n: the query-only part of the
+        signals, which needs no lock but the indexes' own."""
+        return self.lexical.scores(query, n), self.semantic.scores(query_vector, n)
 
     def candidates(self, sig: Signals, allowed: np.ndarray, depth: int | None = None) -> np.ndarray:
         """(M,) int64 allowed rows: the top ``depth`` by BM25 (> 0), by cosine and by the personal

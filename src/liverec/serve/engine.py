@@ -367,7 +367,8 @@ class Engine:
         if self.search is None:
             raise SearchDisabled("search is disabled ([search] enabled = false)")
         search = self.search
-        qvec = search.query_vector(query)  # outside `_lock`: the encoder takes a few ms
+        qvec = search.query_vector(query)  # outside `_lock`: the encoder takes a few ms,
+        match = search.searcher.match(query, qvec, len(self.catalog))  # and the scan of every item
         ts = time.time() if now is None else now
         with self._lock:
             n = len(self.catalog)
@@ -387,6 +388,7 @@ class Engine:
                 personal=personal,
                 seen=seen,
                 model=model.version_for(user),
+                match=match,
             )
         if log_impressions and result.items:
             self.ingest(search_impressions(user_id, result, ts, self.settings.server.max_logged_impressions))

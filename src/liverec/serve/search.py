@@ -135,11 +135,13 @@ class SearchService:
         personal: np.ndarray | None,
         seen: np.ndarray | None,
         model: str,
+        match: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> SearchResult:
-        """The ranked, possibly randomized result list. The caller holds the engine's read lock."""
+        """The ranked, possibly randomized result list. The caller holds the engine's read lock;
+        ``match`` (`Searcher.match`) may be computed before taking it."""
         n = allowed.size
         sig = self.searcher.signals(
-            query, query_vector, n, popularity, self.catalog.created_at, now, personal, seen
+            query, query_vector, n, popularity, self.catalog.created_at, now, personal, seen, match
         )
         ranked = self.searcher.rank(query, sig, allowed, self.learner.live)
         slate = self.policy.select(ranked.rows, ranked.scores.astype(np.float32), k)
