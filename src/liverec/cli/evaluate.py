@@ -16,6 +16,7 @@ evaluate_app = typer.Typer(help="Evaluate models honestly.", no_args_is_help=Tru
 app.add_typer(evaluate_app, name="evaluate")
 
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr", "coverage@10")
+SEARCH_TRAIN_SECONDS = 150.0  # `evaluate search`: the Transformer's budget when [train] sets none
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
@@ -167,6 +168,75 @@ def average_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seeds": len(runs),
         "runs": runs,
     }
+
+
+@evaluate_app.command()
+@csv_options
+def search(
+    data: Annotated[Path, typer.Option(help="the interaction log: MovieLens folder or CSV")],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.movielens,
+    config: ConfigOpt = None,
+    queries: Annotated[
+        Path | None, typer.Option(help="a CSV of searches (user, item found, query, time); default: tags")
+    ] = None,
+    query_user_col: Annotated[str, typer.Option(help="queries file: user id column")] = "user_id",
+    query_item_col: Annotated[str, typer.Option(help="queries file: item id column")] = "item_id",
+    query_col: Annotated[str, typer.Option(help="queries file: query text column")] = "query",
+    query_time_col: Annotated[str, typer.Option(help="queries file: time column")] = "timestamp",
+    test_fraction: Annotated[
+        float, typer.Option(min=0.05, max=0.95, help="--queries: newest share of time that is test")
+    ] = 0.5,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="repeat per seed (default 0)")] = None,
+    online: Annotated[bool, typer.Option(help="also replay the test cases, learning online")] = False,
+    *,
+    csv: CsvOptions,
+) -> None:
+    """Search (BM25 + semantic + personal, learned ranker) against BM25, semantic and the recommender
+    alone, full catalog: HR@10, NDCG@10 (95% interval over cases), MRR; JSON on stdout. Without
+    --queries, each user's last positive is searched for by its tags (leave-one-out)."""
+    from liverec.evaluate.search import evaluate_search, transformer_personal
+    from liverec.evaluate.search_cases import QueryColumns, read_queries
+    from liverec.events.datasets import DatasetError
+    from liverec.model.text import TextEncoder
+    from liverec.store import open_store
+
+    settings = settings_from(config)
+    train = settings.train
+    if not train.max_seconds:  # bounded: a run is minutes (the Transformer dominates)
+        train = train.model_copy(update={"max_seconds": SEARCH_TRAIN_SECONDS})
+    try:
+        ds = read_dataset(data, fmt, csv)
+        cols = QueryColumns(query_user_col, query_item_col, query_col, query_time_col)
+        rows = read_queries(queries, cols, csv.delimiter) if queries is not None else None
+        encoder = TextEncoder()
+        with open_store(f"sqlite:///{settings.data_dir / 'embeddings.db'}") as cache:
+            out = evaluate_search(
+                ds,
+                lambda texts: encoder.encode_cached(texts, cache),
+                transformer_personal(settings.model, train, console.print),
+                seeds or [0],
+                rows,
+                test_fraction,
+                online,
+                settings.rewards,
+                console.print,
+            )
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc))
+        return
+    table = Table("model", "ndcg@10", "hr@10", "mrr", "ndcg@10 95%")
+    for name, m in out["models"].items():
+        low, high = m["ndcg@10_ci95"]
+        table.add_row(name, *(f"{m[k]:.4f}" for k in ("ndcg@10", "hr@10", "mrr")), f"{low:.3f}-{high:.3f}")
+    console.print(table)
+    for name, key in (
+        ("search / " + out["paired"]["baseline"], "paired"),
+        ("online / frozen", "paired_online"),
+    ):
+        if key in out and out[key]["ratio"] is not None:
+            low, high = out[key]["ratio_ci95"] or (float("nan"), float("nan"))
+            console.print(f"{name} NDCG@10: {out[key]['ratio']:.3f} (paired 95%: {low:.3f}-{high:.3f})")
+    print(json.dumps(out, default=float))
 
 
 @evaluate_app.command()
