@@ -37,18 +37,25 @@ class Signals:
     """What one request knows about the catalog: (N,) arrays over catalog rows."""
 
     bm25: np.ndarray  # (N,) float32
-    cosine: np.ndarray  # (N,) float32
+    cosine: np.ndarray | None  # (N,) float32; None on a large catalog (the ANN's ``semantic`` instead)
     personal: np.ndarray | None  # (N,) float32 model scores; None: anonymous or no model
     popularity: np.ndarray  # (N,) float positive weight per item
     created_at: np.ndarray  # (N,) float64 epoch seconds
     now: float  # epoch seconds (event time)
     seen: np.ndarray | None = None  # (S,) int64 rows the user engaged with
+    semantic: np.ndarray | None = None  # (K,) int64 the nearest rows by cosine, when ``cosine`` is None
+    query_vector: np.ndarray | None = None  # (384,) float32
 
 
 def feature_matrix(
-    rows: np.ndarray, signals: Signals, clicks: np.ndarray, freshness_half_life_days: float = 30.0
+    rows: np.ndarray,
+    signals: Signals,
+    clicks: np.ndarray,
+    cosine: np.ndarray | None = None,
+    freshness_half_life_days: float = 30.0,
 ) -> np.ndarray:
-    """(M, F) float32 features of candidate ``rows`` (M,) int64; ``clicks`` (M,) their click memory."""
+    """(M, F) float32 features of candidate ``rows`` (M,) int64; ``clicks`` (M,) their click memory;
+    ``cosine`` (M,) their cosines (default: ``signals.cosine[rows]``)."""
     m = rows.size
     x = np.zeros((m, F), dtype=np.float32)
     if m == 0:
@@ -56,7 +63,10 @@ def feature_matrix(
     bm25 = signals.bm25[rows].astype(np.float64)
     top = bm25.max()
     x[:, 0] = bm25 / top if top > 0 else 0.0
-    x[:, 1] = signals.cosine[rows]
+    if cosine is not None:
+        x[:, 1] = cosine
+    elif signals.cosine is not None:
+        x[:, 1] = signals.cosine[rows]
     if signals.personal is not None:
         p = signals.personal[rows].astype(np.float64)
         p = np.where(np.isfinite(p), p, np.nan)

@@ -32,6 +32,8 @@ import numpy as np
 from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 from bm25s.stopwords import STOPWORDS_EN
 
+from liverec.search.ann import IvfIndex
+
 _WORD = re.compile(r"[^\W_]+")  # runs of Unicode letters/digits; "_" and punctuation split
 _STOP = frozenset(STOPWORDS_EN)  # Lucene's classic English list (33 words), as bm25s ships it
 _METHOD = "lucene"
@@ -250,8 +252,9 @@ class SemanticIndex:
     only after their vector is written. Growth allocates a new matrix and swaps one reference.
     """
 
-    def __init__(self, dim: int = 384) -> None:
+    def __init__(self, dim: int = 384, ann_min: int = 20_000, nprobe: int = 16) -> None:
         self.dim = dim
+        self.ann = IvfIndex(dim, ann_min, nprobe)  # `top` for large catalogs (`search.ann`)
         self._lock = threading.Lock()  # serialises writers; readers never take it
         mat = np.zeros((0, dim), np.float32)  # (capacity, dim) float32, unit rows or zero rows
         has = np.zeros(0, bool)  # (capacity,) bool: row has a vector
@@ -288,6 +291,8 @@ class SemanticIndex:
             has[add] = True
             self._count = int(has.sum())
             self._view = (mat, has, max(hw, top))
+            if not self.ann.maybe_rebuild(mat, has):
+                self.ann.update(gone, add, v)
 
     def remove(self, rows: Sequence[int]) -> None:
         """The rows lose their vectors at once (unknown rows are ignored)."""
@@ -313,15 +318,33 @@ class SemanticIndex:
             out[:m] = mat[:m] @ q
         return out
 
+    def scores_at(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(R,) float32 cosine of ``rows`` (R,) int64 (0 for rows without a vector): exact, cheap."""
+        out = np.zeros(rows.size, np.float32)
+        q = self._unit(query)
+        mat, _, hw = self._view
+        inside = rows < hw
+        if q is not None and inside.any():
+            out[inside] = mat[rows[inside]] @ q
+        return out
+
     def top(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(<=k,) int64 rows and float32 cosines, best first, rows with a vector (and allowed) only."""
+        """(<=k,) int64 rows and float32 cosines, best first, rows with a vector (and allowed) only.
+        Approximate (`search.ann`) once the catalog is large; exact when the ANN cannot fill k."""
         q = self._unit(query)
         mat, has, hw = self._view
         n = hw if allowed is None else min(hw, len(allowed))
         if q is None or k <= 0 or n == 0:
             return _NONE
+        found = self.ann.search(q, 2 * k) if self.ann.ready else None
+        if found is not None:
+            rows, vals = found
+            ok = rows < n
+            ok[ok] = has[rows[ok]] if allowed is None else has[rows[ok]] & allowed[rows[ok]]
+            if int(ok.sum()) >= k:  # a filter that leaves fewer: scan exactly instead
+                return rows[ok][:k], vals[ok][:k]
         ok = has[:n] if allowed is None else has[:n] & np.asarray(allowed[:n], dtype=bool)  # (n,) bool
         cand = np.flatnonzero(ok)
         return _top_k(mat[:n] @ q, cand, k) if len(cand) else _NONE

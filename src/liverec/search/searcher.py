@@ -20,6 +20,23 @@ from liverec.search.ranker import ClickMemory, LinearRanker
 
 
 @dataclass(frozen=True)
+class Match:
+    """The query-only part of a search's signals: needs no lock but the indexes' own."""
+
+    bm25: np.ndarray  # (n,) float32 BM25 of every row
+    cosine: np.ndarray | None  # (n,) float32 cosine of every row: small catalogs (an exact scan)
+    semantic: np.ndarray | None  # (<=depth,) int64 the ANN's nearest rows: large catalogs
+
+    def padded(self, n: int) -> Match:
+        """The same for ``n`` rows: items that arrived since were not matched by this query."""
+        if self.bm25.size >= n:
+            return self
+        pad = (0, n - self.bm25.size)
+        cos = None if self.cosine is None else np.pad(self.cosine, pad)
+        return Match(np.pad(self.bm25, pad), cos, self.semantic)
+
+
+@dataclass(frozen=True)
 class Ranked:
     """One query's candidates, best first by the ranker."""
 
@@ -56,26 +73,29 @@ class Searcher:
         now: float,
         personal: np.ndarray | None = None,
         seen: np.ndarray | None = None,
-        match: tuple[np.ndarray, np.ndarray] | None = None,
+        match: Match | None = None,
     ) -> Signals:
-        """``match``: `match` computed earlier (outside a caller's lock), padded to ``n`` here."""
-        bm25, cosine = match if match is not None else self.match(query, query_vector, n)
-        if bm25.size < n:  # items that arrived since: not matched by this query
-            bm25, cosine = np.pad(bm25, (0, n - bm25.size)), np.pad(cosine, (0, n - cosine.size))
+        """``match``: `match` computed earlier (outside a caller's lock)."""
+        m = (match or self.match(query, query_vector, n)).padded(n)
         return Signals(
-            bm25=bm25[:n],
-            cosine=cosine[:n],
+            bm25=m.bm25[:n],
+            cosine=None if m.cosine is None else m.cosine[:n],
             personal=personal,
             popularity=popularity,
             created_at=created_at,
             now=now,
             seen=seen,
+            semantic=m.semantic,
+            query_vector=query_vector,
         )
 
-    def match(self, query: str, query_vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) float32 BM25 and (n,) float32 cosine of every row < n: the query-only part of the
-        signals, which needs no lock but the indexes' own."""
-        return self.lexical.scores(query, n), self.semantic.scores(query_vector, n)
+    def match(self, query: str, query_vector: np.ndarray, n: int) -> Match:
+        """BM25 of every row < n; the cosine of every row, or on a large catalog (the ANN built) the
+        ``depth`` nearest rows only (their cosines, and the other candidates', come in `rank`)."""
+        bm25 = self.lexical.scores(query, n)
+        if self.semantic.ann.ready:
+            return Match(bm25, None, self.semantic.top(query_vector, self.depth)[0])
+        return Match(bm25, self.semantic.scores(query_vector, n), None)
 
     def candidates(self, sig: Signals, allowed: np.ndarray, depth: int | None = None) -> np.ndarray:
         """(M,) int64 allowed rows: the top ``depth`` by BM25 (> 0), by cosine and by the personal
@@ -84,7 +104,12 @@ class Searcher:
         n = allowed.size
         if d >= n:
             return np.flatnonzero(allowed)
-        parts = [_top(sig.bm25, allowed & (sig.bm25 > 0), d), _top(sig.cosine, allowed, d)]
+        if sig.cosine is not None:
+            near = _top(sig.cosine, allowed, d)
+        else:  # the ANN's nearest, of those allowed
+            near = sig.semantic if sig.semantic is not None else np.zeros(0, np.int64)
+            near = near[(near < n) & allowed[np.minimum(near, n - 1)]]
+        parts = [_top(sig.bm25, allowed & (sig.bm25 > 0), d), near]
         if sig.personal is not None:
             parts.append(_top(sig.personal, allowed & np.isfinite(sig.personal), d))
         return np.unique(np.concatenate(parts))
@@ -101,7 +126,12 @@ class Searcher:
         rows = self.candidates(sig, allowed, depth)
         with self.lock:
             clicks = self.memory.values(key, rows, sig.now)
-        x = feature_matrix(rows, sig, clicks, self.half_life)
+        if sig.cosine is not None:
+            cosine = sig.cosine[rows]
+        else:
+            qv = sig.query_vector if sig.query_vector is not None else np.zeros(self.semantic.dim)
+            cosine = self.semantic.scores_at(qv, rows)
+        x = feature_matrix(rows, sig, clicks, cosine, self.half_life)
         s = ranker.score(x)
         order = np.argsort(-s, kind="stable")
         return Ranked(key, rows[order], x[order], s[order])

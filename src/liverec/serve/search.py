@@ -29,7 +29,7 @@ from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_con
 from liverec.model.text import TextEncoder
 from liverec.policy.shuffle import RANDOMIZED, ShuffleTopK
 from liverec.search.examination import Examination
-from liverec.search.searcher import Searcher
+from liverec.search.searcher import Match, Searcher
 from liverec.serve.recommender import ScoredItem
 from liverec.settings import SearchSettings
 from liverec.trainer.search import SearchLearner, Shown
@@ -135,7 +135,7 @@ class SearchService:
         personal: np.ndarray | None,
         seen: np.ndarray | None,
         model: str,
-        match: tuple[np.ndarray, np.ndarray] | None = None,
+        match: Match | None = None,
     ) -> SearchResult:
         """The ranked, possibly randomized result list. The caller holds the engine's read lock;
         ``match`` (`Searcher.match`) may be computed before taking it."""
