@@ -359,6 +359,7 @@ class Engine:
         filters: SearchFilters | None = None,
         log_impressions: bool = True,
         now: float | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> SearchResult:
         """Search the live catalog for ``query``, ranked for ``user_id`` (None: anonymous). Seen items
         stay in (people search for what they know). The list is logged as impressions with
@@ -367,8 +368,9 @@ class Engine:
         if self.search is None:
             raise SearchDisabled("search is disabled ([search] enabled = false)")
         search = self.search
-        qvec = search.query_vector(query)  # outside `_lock`: the encoder takes a few ms,
-        match = search.searcher.match(query, qvec, len(self.catalog))  # and the scan of every item
+        # outside `_lock`: the encoder (~10 ms for a new query) and the query's scan of the indexes
+        qvec = query_vector if query_vector is not None else search.query_vector(query)
+        match = search.searcher.match(query, qvec, len(self.catalog))
         ts = time.time() if now is None else now
         with self._lock:
             n = len(self.catalog)

@@ -96,13 +96,19 @@ class SearchService:
             for tag in mine:
                 self.tags[tag].add(row)
 
-    def query_vector(self, query: str) -> np.ndarray:
-        """(384,) float32, from a bounded cache of recent queries (the encoder takes a few ms)."""
+    def cached_vector(self, query: str) -> np.ndarray | None:
+        """(384,) float32 if ``query`` was encoded recently, else None (no encoder call)."""
         with self._query_lock:
             vec = self._queries.get(query)
             if vec is not None:
                 self._queries.move_to_end(query)
-                return vec
+            return vec
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """(384,) float32, from a bounded cache of recent queries (the encoder takes ~10 ms)."""
+        vec = self.cached_vector(query)
+        if vec is not None:
+            return vec
         vec = self.encoder.encode([query])[0]
         with self._query_lock:
             self._queries[query] = vec

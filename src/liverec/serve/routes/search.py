@@ -119,15 +119,20 @@ async def serve(
     wanted = item_fields(fields)
     if engine.search is None:
         raise HTTPException(404, "search is disabled on this server ([search] enabled = false)")
-    # off the event loop: encoding a new query takes a few ms
-    result = await asyncio.to_thread(engine.search_items, query, user_id, k, filters, False)
+    # a new query is encoded off the event loop (~10 ms); the rest is a few ms of numpy, run here
+    # as recommendations are (a thread hop per request costs more than it saves)
+    vec = engine.search.cached_vector(query)
+    if vec is None:
+        vec = await asyncio.to_thread(engine.search.query_vector, query)
+    result = engine.search_items(query, user_id, k, filters, False, query_vector=vec)
     logged = search_impressions(user_id, result, cap=settings.server.max_logged_impressions)
     try:
         await engine.ingest_async(logged)  # durable before the client sees the list
     except StoreError as exc:
         raise HTTPException(503, f"store unavailable: {exc}") from None
     metrics.impressions.inc(len(logged))
-    inline = await asyncio.to_thread(catalog_fields, engine, [i.item_id for i in result.items], wanted)
+    ids = [i.item_id for i in result.items]
+    inline = await asyncio.to_thread(catalog_fields, engine, ids, wanted) if wanted else {}
     return SearchOut(
         request_id=result.request_id,
         query=result.query,
