@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from liverec.model.text import DIM, TextEncoder
+from liverec.model.text import DIM, EncoderProcess, TextEncoder
 from liverec.store import embedding_key, open_store
 
 TEXTS = [
@@ -73,3 +74,20 @@ def test_encode_cached_fills_the_store_and_reencodes_only_changed_text(
         assert not np.array_equal(third[0], planted)
         np.testing.assert_allclose(third[0], encoder.encode(edited[:1])[0], atol=1e-5)
         assert cached_keys(db) == {*keys, embedding_key(encoder.name, edited[0])}
+
+
+@pytest.mark.slow
+def test_the_encoder_process_gives_the_same_vectors_and_comes_back_after_its_child_dies(
+    encoder: TextEncoder,
+) -> None:
+    child = EncoderProcess()
+    try:
+        texts = ["a space adventure", "", "film noir in the rain"]
+        np.testing.assert_allclose(child.encode(texts), encoder.encode(texts), atol=1e-6)
+        assert child._proc is not None
+        child._proc.kill()
+        child._proc.wait()
+        np.testing.assert_allclose(child.encode(texts[:1]), encoder.encode(texts[:1]), atol=1e-6)
+    finally:
+        child.close()
+    assert child._proc is None

@@ -7,10 +7,15 @@ and text, so an item is encoded once and again only when its text changes.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -95,3 +100,87 @@ class TextEncoder:
                 out[i] = cached[k]
         out[missing] = fresh
         return out
+
+
+class EncoderProcess:
+    """`TextEncoder.encode` in a child process, for the few texts a request needs (search queries).
+
+    MiniLM's forward pass is ~10 ms of CPU, much of it Python that holds the GIL: in the server's
+    process every request in flight waits behind it. In a child process (``python -m
+    liverec.model.text``, pickles over its stdin and stdout) it runs on the other core while the
+    server's threads only wait on a pipe. Started on first use, shared by the process (`shared`),
+    stopped at exit; if the child dies, the next call starts a new one.
+    """
+
+    _shared: ClassVar[dict[str, EncoderProcess]] = {}
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._lock = threading.Lock()  # one request on the pipe at a time: the child encodes serially
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def shared(cls, device: str = "cpu") -> EncoderProcess:
+        with _LOADING:
+            if device not in cls._shared:
+                cls._shared[device] = cls(device)
+            return cls._shared[device]
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        cmd = [sys.executable, "-m", "liverec.model.text", self.device]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        if self._proc is None:
+            atexit.register(self.close)
+        self._proc = proc
+        return proc
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 384) float32, as `TextEncoder.encode`."""
+        with self._lock:
+            for attempt in range(2):
+                proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+                assert proc.stdin is not None and proc.stdout is not None
+                try:
+                    pickle.dump(list(texts), proc.stdin)
+                    proc.stdin.flush()
+                    out: np.ndarray = pickle.load(proc.stdout)
+                    return out
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    proc.kill()  # died or garbled: start a new one, once
+                    if attempt:
+                        raise
+            raise RuntimeError("unreachable")
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()  # the child's read ends: it exits
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _serve_stdio(device: str) -> None:
+    """The child: lists of texts in (pickled, on stdin), their vectors out (on stdout) until EOF."""
+    import torch
+
+    torch.set_num_threads(1)
+    encoder = TextEncoder(device)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything a library prints must not land in the pickle stream
+    while True:
+        try:
+            texts = pickle.load(stdin)
+        except EOFError:
+            return
+        pickle.dump(encoder.encode(texts), stdout)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve_stdio(sys.argv[1] if len(sys.argv) > 1 else "cpu")

@@ -26,7 +26,7 @@ import numpy as np
 from liverec.core.catalog import Catalog
 from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
-from liverec.model.text import TextEncoder
+from liverec.model.text import EncoderProcess, TextEncoder
 from liverec.policy.shuffle import RANDOMIZED, ShuffleTopK
 from liverec.search.examination import Examination
 from liverec.search.searcher import Match, Searcher
@@ -65,7 +65,10 @@ class SearchService:
         self.settings = settings
         self.catalog = catalog
         self.rewards = rewards
-        self.encoder = encoder or TextEncoder()
+        self.encoder = encoder or TextEncoder()  # item text, on the writer thread
+        self.query_encoder: TextEncoder | EncoderProcess = (
+            EncoderProcess.shared(self.encoder.device) if settings.encoder_process else self.encoder
+        )
         self.searcher = Searcher(settings.depth, settings.freshness_half_life_days)
         self.learner = SearchLearner(
             debias=settings.debias,
@@ -109,7 +112,7 @@ class SearchService:
         vec = self.cached_vector(query)
         if vec is not None:
             return vec
-        vec = self.encoder.encode([query])[0]
+        vec = self.query_encoder.encode([query])[0]
         with self._query_lock:
             self._queries[query] = vec
             while len(self._queries) > self.settings.query_cache:

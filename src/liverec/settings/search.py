@@ -34,3 +34,6 @@ class SearchSettings(Table):
     query_cache: int = Field(
         10_000, ge=0, description="query vectors kept (repeated queries skip the encoder)"
     )
+    encoder_process: bool = Field(
+        True, description="encode new queries in a child process (MiniLM's ~10 ms off the server's GIL)"
+    )
