@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
@@ -124,6 +125,8 @@ def create_app(
         live = engine or Engine(settings)
         if not live.started:
             live.start()
+        if live.search is not None:  # the encoders load in the background, not on the first request
+            threading.Thread(target=live.search.warm, name="liverec-warm", daemon=True).start()
         app.state.engine = live
         (log.info if settings.auth.keys else log.warning)(access)
         live.observe = metrics.observe

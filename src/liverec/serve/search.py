@@ -83,6 +83,12 @@ class SearchService:
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()  # query -> (384,) vector
         self._query_lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Load the item encoder's weights and start the query encoder's child, so the first PUT and
+        the first search do not pay for it (a few seconds each); the server runs this in a thread."""
+        self.encoder.encode(["warm-up"])
+        self.query_encoder.encode(["warm-up"])
+
     # -- the index ------------------------------------------------------------------------------
     def encode_items(self, items: Sequence[Item], store: Any = None) -> np.ndarray:
         """(len(items), 384) float32 text vectors (the store's embedding cache first)."""
