@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liverec.model.text import DIM, EncoderProcess, TextEncoder
+from liverec.model.text import DIM, EncoderProcess, OnnxEncoder, TextEncoder
 from liverec.store import embedding_key, open_store
 
 TEXTS = [
@@ -83,11 +83,19 @@ def test_the_encoder_process_gives_the_same_vectors_and_comes_back_after_its_chi
     child = EncoderProcess()
     try:
         texts = ["a space adventure", "", "film noir in the rain"]
-        np.testing.assert_allclose(child.encode(texts), encoder.encode(texts), atol=1e-6)
+        np.testing.assert_allclose(child.encode(texts), encoder.encode(texts), atol=1e-5)
         assert child._proc is not None
         child._proc.kill()
         child._proc.wait()
-        np.testing.assert_allclose(child.encode(texts[:1]), encoder.encode(texts[:1]), atol=1e-6)
+        np.testing.assert_allclose(child.encode(texts[:1]), encoder.encode(texts[:1]), atol=1e-5)
     finally:
         child.close()
     assert child._proc is None
+
+
+@pytest.mark.slow
+def test_the_onnx_export_gives_the_same_vectors_for_texts_of_any_length(encoder: TextEncoder) -> None:
+    onnx = OnnxEncoder(encoder)
+    texts = ["noir", "", "a long description of a space adventure with pirates, robots and a lost moon"]
+    np.testing.assert_allclose(onnx.encode(texts), encoder.encode(texts), atol=1e-5)  # padded batch
+    np.testing.assert_allclose(onnx.encode(texts[2:]), encoder.encode(texts[2:]), atol=1e-5)

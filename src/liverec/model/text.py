@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -165,12 +166,73 @@ class EncoderProcess:
             proc.kill()
 
 
+class OnnxEncoder:
+    """The same MiniLM, exported to ONNX from the installed weights and run by ONNX Runtime: ~3x
+    faster than PyTorch's eager mode for one short text on one core (a query: ~3.5 ms against ~10),
+    with the same vectors (cosine 0.99999 or more). Built in memory at start (~3 s), nothing
+    downloaded."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        import tempfile
+
+        import onnxruntime as ort
+        import torch
+
+        st = encoder._load()
+        self.tokenizer = st.tokenizer
+        bert = st[0].auto_model.eval()
+
+        class Pooled(torch.nn.Module):  # token states -> mean over the mask -> unit vector
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                out = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, 384)
+                v = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+                return torch.nn.functional.normalize(v, dim=-1)  # (B, 384)
+
+        # a padded batch: the export records the masked branch, right for any input
+        probe = self.tokenizer(["a probe", "a longer probe, padded to"], return_tensors="pt", padding=True)
+        with tempfile.TemporaryDirectory() as tmp, torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's tracer notes on transformers' code
+            path = os.path.join(tmp, "minilm.onnx")
+            torch.onnx.export(
+                Pooled().eval(),
+                (probe["input_ids"], probe["attention_mask"]),
+                path,
+                input_names=["ids", "mask"],
+                output_names=["vec"],
+                dynamic_axes={"ids": {0: "b", 1: "t"}, "mask": {0: "b", 1: "t"}, "vec": {0: "b"}},
+                opset_version=17,
+                dynamo=False,
+            )
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 384) float32; empty texts give zero vectors, as `TextEncoder.encode`."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        if todo:
+            b = self.tokenizer([texts[i] for i in todo], return_tensors="np", padding=True, truncation=True)
+            feed = {"ids": b["input_ids"].astype(np.int64), "mask": b["attention_mask"].astype(np.int64)}
+            out[todo] = self.session.run(None, feed)[0]
+        return out
+
+
 def _serve_stdio(device: str) -> None:
     """The child: lists of texts in (pickled, on stdin), their vectors out (on stdout) until EOF."""
     import torch
 
     torch.set_num_threads(1)
-    encoder = TextEncoder(device)
+    base = TextEncoder(device)
+    encoder: TextEncoder | OnnxEncoder = base
+    try:
+        encoder = OnnxEncoder(base)
+    except Exception as exc:  # no ONNX Runtime, or the export failed: PyTorch it is
+        print(f"liverec query encoder: ONNX unavailable ({exc!r}), using PyTorch", file=sys.stderr)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a library prints must not land in the pickle stream
     while True:
