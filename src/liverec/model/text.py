@@ -227,6 +227,7 @@ def _serve_stdio(device: str) -> None:
     import torch
 
     torch.set_num_threads(1)
+    os.nice(5)  # its start-up (weights, export) must not crowd the server that spawned it
     base = TextEncoder(device)
     encoder: TextEncoder | OnnxEncoder = base
     try:

@@ -125,7 +125,7 @@ def create_app(
         live = engine or Engine(settings)
         if not live.started:
             live.start()
-        if live.search is not None:  # the encoders load in the background, not on the first request
+        if live.search is not None:  # the query encoder starts in the background, not on a request
             threading.Thread(target=live.search.warm, name="liverec-warm", daemon=True).start()
         app.state.engine = live
         (log.info if settings.auth.keys else log.warning)(access)

@@ -84,9 +84,8 @@ class SearchService:
         self._query_lock = threading.Lock()
 
     def warm(self) -> None:
-        """Load the item encoder's weights and start the query encoder's child, so the first PUT and
-        the first search do not pay for it (a few seconds each); the server runs this in a thread."""
-        self.encoder.encode(["warm-up"])
+        """Start the query encoder's child (a few seconds, in its own process at low priority), so
+        the first search does not wait for it; the server runs this in a thread."""
         self.query_encoder.encode(["warm-up"])
 
     # -- the index ------------------------------------------------------------------------------
