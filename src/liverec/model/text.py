@@ -43,6 +43,10 @@ class TextEncoder:
         self.batch_size = batch_size
         self._model: Any = None
 
+    def load(self) -> None:
+        """Read the weights now (a few seconds, once per process) rather than on the first encode."""
+        self._load()
+
     def _load(self) -> Any:
         if self._model is None:
             with _LOADING:  # one copy of the weights per process: engines, searches and tests share it

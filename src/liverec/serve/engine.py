@@ -135,6 +135,8 @@ class Engine:
             rows = [self.catalog.upsert(item) for item in items]
             if self.search is not None and items:  # searchable before the log replays its clicks
                 self.search.index_items(rows, items, self.search.encode_items(items, self.store))
+            if self.search is not None:  # before serving: the first PUT of new text must not wait for it
+                self.encoder.load()
             total = self.store.last_offset()
             for batch in self.store.pages(0, 20_000):
                 self._fold(batch)
