@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
-from typing import Any
 
 import numpy as np
 
@@ -81,19 +80,6 @@ class LinearRanker:
     def weights(self) -> dict[str, float]:
         return {f: round(float(v), 6) for f, v in zip(FEATURES, self.w, strict=True)}
 
-    def state(self) -> dict[str, Any]:
-        exact = {f: float(v) for f, v in zip(FEATURES, self.w, strict=True)}
-        prior = {f: float(v) for f, v in zip(FEATURES, self.prior, strict=True)}
-        return {"weights": exact, "prior": prior, "g2": self.g2.tolist(), "steps": self.steps}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], lr: float = 0.1, l2: float = 1e-4) -> LinearRanker:
-        r = cls(state.get("prior", state["weights"]), lr, l2)
-        r.w = np.array([state["weights"][f] for f in FEATURES], dtype=np.float64)
-        r.g2 = np.asarray(state.get("g2", r.g2), dtype=np.float64)
-        r.steps = int(state.get("steps", 0))
-        return r
-
 
 def reciprocal_rank(scores: np.ndarray, clicked: int) -> float:
     """1 / (1 + how many of ``scores`` (L,) beat the clicked one; ties count half)."""
@@ -136,11 +122,6 @@ class ClickMemory:
         hit = kr[i] == rows
         out[hit] = kv[i[hit]]
         return out
-
-    def forget_rows(self, rows: set[int]) -> None:
-        for known in self._q.values():
-            for r in rows & known.keys():
-                del known[r]
 
     def __len__(self) -> int:
         return len(self._q)
