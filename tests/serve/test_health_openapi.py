@@ -148,6 +148,10 @@ def trigger_every_status(api: Api) -> dict[tuple[str, str], set[int]]:
     hit("get", RECS, c.get("/v1/users/u/recommendations", params={"k": 0}))
     hit("get", RECS, c.get("/v1/users/u/recommendations", params={"k": 10**6}))
 
+    hist = "/v1/users/{user_id}/history"
+    hit("get", hist, c.get("/v1/users/someone/history"))
+    hit("get", hist, c.get(f"/v1/users/{long_id}/history"))
+
     user = "/v1/users/{user_id}"
     hit("delete", user, c.delete("/v1/users/someone"))
     hit("delete", user, c.delete(f"/v1/users/{long_id}"))

@@ -16,7 +16,7 @@ from liverec.serve.engine import Engine
 from liverec.settings import RulesSettings, Settings
 from liverec.store import open_store
 from liverec.store.memory import MemoryEventStore
-from support.api import Api, event
+from support.api import NOW, Api, event
 
 HOUR = 3600.0
 
@@ -352,3 +352,24 @@ def test_healthz_lists_pending_deletions_without_ids(api: Api) -> None:
     r = api.client.get("/healthz")
     assert "secret-user" not in r.text
     assert r.json()["deletions_pending"]["count"] == 1
+
+
+def test_history_is_the_live_sequence_the_model_reads(api: Api) -> None:
+    api.ok(
+        event("h", "a", "click", timestamp=NOW - 300),
+        event("h", "a", "purchase", timestamp=NOW - 290),  # deepens the same engagement
+        event("h", "b", "rating", value=4, timestamp=NOW - 200),
+        event("h", "c", "skip", timestamp=NOW - 100),  # touched, not an engagement
+    )
+    r = api.client.get("/v1/users/h/history")
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [(i["item_id"], i["type"], i["stars"]) for i in out["items"]] == [
+        ("a", "purchase", None),
+        ("b", "rating", 4),
+    ]
+    assert out["items"][0]["timestamp"] == pytest.approx(NOW - 300) and out["seen"] == 3
+    assert api.client.get("/v1/users/nobody/history").json() == {"user_id": "nobody", "items": [], "seen": 0}
+    assert api.client.get("/v1/users/a%2Fb/history").status_code in (404, 422)
+    api.client.delete("/v1/users/h")
+    assert api.client.get("/v1/users/h/history").json()["items"] == []

@@ -20,6 +20,13 @@ RATING_STARS = 5  # a rating with a value is embedded by its star count, rounded
 N_EVENT_TYPES = len(EVENT_TYPE_IDS) + RATING_STARS
 
 
+def event_type_of(type_id: int) -> tuple[EventType, int | None]:
+    """The event type an id stands for, and the stars when it is a rating (inverse of `event_type_id`)."""
+    if type_id > len(EVENT_TYPE_IDS):
+        return EventType.rating, type_id - len(EVENT_TYPE_IDS)
+    return list(EVENT_TYPE_IDS)[type_id - 1], None
+
+
 def event_type_id(kind: EventType, value: float | None = None) -> int:
     """The id the model embeds for an interaction: its event type or, for a rating with a value, its
     stars (a 1-star and a 5-star rating say different things about what comes next)."""

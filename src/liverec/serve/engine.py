@@ -398,6 +398,17 @@ class Engine:
             self.ingest(search_impressions(user_id, result, ts, self.settings.server.max_logged_impressions))
         return result
 
+    def history(self, user_id: str) -> tuple[list[tuple[str, float, int]], int]:
+        """The user's live sequence as the model reads it, oldest first: (item id, time, event-type
+        id) per engagement; and how many items they touched in any way. Empty for an unknown user."""
+        with self._lock:
+            user = self.state.get(user_id)
+            if user is None:
+                return [], 0
+            ids = self.catalog.ids
+            seq = [(ids[r], t, k) for r, t, k in zip(user.items, user.times, user.types, strict=False)]
+            return seq, len(user.seen)
+
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
         with self._lock:
             return self.recommender.similar(item_id, k)

@@ -136,6 +136,19 @@ class ItemsUpserted(BaseModel):
     created: int = Field(description="how many of them were new")
 
 
+class Engagement(BaseModel):
+    item_id: str = Field(description="catalog item id")
+    timestamp: float = Field(description="when the engagement began, Unix seconds")
+    type: str = Field(description="the event type that counts for it (the strongest so far)")
+    stars: int | None = Field(None, description="for a rating: its stars, as the model reads them")
+
+
+class HistoryOut(BaseModel):
+    user_id: str = Field(description="the user asked about")
+    items: list[Engagement] = Field(description="the live sequence the model reads, oldest first")
+    seen: int = Field(description="items the user touched in any way (these are not recommended)")
+
+
 class UserDeleted(BaseModel):
     events: int = Field(description="events removed from the log")
     user_state: int = Field(description="1 if live state was held for the user")
@@ -239,6 +252,14 @@ SCHEMA_EXAMPLES: dict[str, Any] = {
     "ItemUpserted": {"item_id": "new-1", "created": True},
     "ItemsUpserted": {"upserted": 2, "created": 1},
     "UserDeleted": {"events": 31, "user_state": 1},
+    "HistoryOut": {
+        "user_id": "196",
+        "items": [
+            {"item_id": "242", "timestamp": 881250949.0, "type": "rating", "stars": 3},
+            {"item_id": "50", "timestamp": 881251000.0, "type": "click", "stars": None},
+        ],
+        "seen": 2,
+    },
     "SearchIn": {"q": "space adventure", "user_id": "196", "k": 10, "filters": {"tags": ["Sci-Fi"]}},
     "SearchOut": {
         "request_id": "9a1d0c2b1e7d4c3e8b6a1f2d3c4b5a70",

@@ -1,5 +1,6 @@
-"""Per-user resources: recommendations (which also logs impressions) and deletion. Both writes go
-through the engine's writer thread (`Engine.ingest_async`, `Engine.delete_user_async`)."""
+"""Per-user resources: recommendations (which also logs impressions), the live history, and
+deletion. Both writes go through the engine's writer thread (`Engine.ingest_async`,
+`Engine.delete_user_async`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from liverec.core.features import event_type_of
 from liverec.core.schema import Id
 from liverec.serve.deps import ADMIN, READ, EngineDep, MetricsDep, SettingsDep
 from liverec.serve.engine import Engine, impressions
 from liverec.serve.schemas import (
     ITEM_FIELDS,
+    Engagement,
+    HistoryOut,
     RecommendationOut,
     RecommendedItemFields,
     UserDeleted,
@@ -100,6 +104,22 @@ def catalog_fields(engine: Engine, item_ids: list[str], wanted: tuple[str, ...])
         if item is not None:
             out[item_id] = item.model_dump(include=set(wanted))
     return out
+
+
+@router.get(
+    "/{user_id}/history",
+    dependencies=[READ],
+    response_model=HistoryOut,
+    responses=responses(422),
+    summary="The user's live sequence: what the model reads when it ranks for them",
+)
+async def history(user_id: UserId, engine: EngineDep) -> HistoryOut:
+    seq, seen = engine.history(user_id)
+    items = []
+    for item_id, ts, type_id in seq:
+        kind, stars = event_type_of(type_id)
+        items.append(Engagement(item_id=item_id, timestamp=ts, type=kind.value, stars=stars))
+    return HistoryOut(user_id=user_id, items=items, seen=seen)
 
 
 @router.delete(
