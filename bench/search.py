@@ -127,29 +127,19 @@ def seed_vectors(root: Path, cat: Catalog, seed: int) -> None:
             st.put_embeddings(dict(zip(keys, vecs, strict=True)))
 
 
-async def load(url: str, cat: Catalog, args: argparse.Namespace) -> None:
-    items = cat.items()
-    bodies = [orjson.dumps({"items": items[i : i + 1000]}) for i in range(0, len(items), 1000)]
+async def post_batches(url: str, path: str, key: str, rows: list[dict[str, Any]], max_s: float) -> None:
+    """POST ``rows`` to ``path`` as ``{key: [...]}`` bodies of 1,000, in order; raise unless all took."""
+    bodies = [orjson.dumps({key: rows[i : i + 1000]}) for i in range(0, len(rows), 1000)]
     res = await closed_loop(
-        url,
-        lambda i: ("POST", "/v1/items", bodies[i]),
-        connections=1,
-        max_requests=len(bodies),
-        max_seconds=1800,
+        url, lambda i: ("POST", path, bodies[i]), connections=1, max_requests=len(bodies), max_seconds=max_s
     )
     if res.ok != len(bodies):
-        raise RuntimeError(f"catalog: {res.ok} of {len(bodies)} batches accepted: {res.summary()}")
-    clicks = cat.clicks(args.users, args.events)
-    batches = [orjson.dumps({"events": clicks[i : i + 1000]}) for i in range(0, len(clicks), 1000)]
-    res = await closed_loop(
-        url,
-        lambda i: ("POST", "/v1/events", batches[i]),
-        connections=1,
-        max_requests=len(batches),
-        max_seconds=600,
-    )
-    if res.ok != len(batches):
-        raise RuntimeError(f"events: {res.ok} of {len(batches)} batches accepted: {res.summary()}")
+        raise RuntimeError(f"{path}: {res.ok} of {len(bodies)} batches accepted: {res.summary()}")
+
+
+async def load(url: str, cat: Catalog, args: argparse.Namespace) -> None:
+    await post_batches(url, "/v1/items", "items", cat.items(), 1800)
+    await post_batches(url, "/v1/events", "events", cat.clicks(args.users, args.events), 600)
 
 
 def search_path(q: str, user: str | None, k: int = 10) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import bm25s
 import numpy as np
@@ -41,6 +42,15 @@ def bm25s_scores(docs: dict[int, str], query: str, n: int, k1: float = 1.5, b: f
     if q:
         out[rows] = model.get_scores(q)
     return out
+
+
+def run_together(*targets: Callable[[], None]) -> None:
+    """Run each target in its own thread and wait for all (the concurrency checks)."""
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
 
 
 def test_tokenize_lowercases_splits_and_drops_stopwords() -> None:
@@ -229,11 +239,7 @@ def test_lexical_concurrent_upserts_and_queries() -> None:
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=write), threading.Thread(target=read)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_together(write, read)
     assert not errors, errors
     removed = {r // 2 for r in range(0, 600, 7)}  # each after its own upsert, never upserted again
     live = {r: t for r, t in enumerate(texts) if r not in removed}
@@ -342,11 +348,7 @@ def test_semantic_concurrent_upserts_and_queries() -> None:
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=write), threading.Thread(target=read)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_together(write, read)
     assert not errors, errors
     assert len(ix) == 3000
     np.testing.assert_allclose(ix.scores(vecs[0], 3000), vecs @ vecs[0], atol=1e-5)
