@@ -170,3 +170,30 @@ def test_train_refuses_unknown_model_settings(world: dict[str, Any], tmp_path: P
     assert result.exit_code == 2
     assert "unknown key 'd_modle' (did you mean 'd_model'?)" in said(result)
     assert ModelRegistry(world["data"] / "registry").list_versions() == []
+
+
+@pytest.mark.slow
+def test_train_nproc_2_is_ddp_and_registers_one_model(world: dict[str, Any]) -> None:
+    """`liverec train --nproc 2` runs two torchrun workers (gloo) that train one model: one version is
+    registered and made live, its metadata says two processes trained it, and the validation score it
+    records is what the registered weights score (rank 0 evaluated the weights it registered)."""
+    from liverec.evaluate.offline import evaluate_snapshot, split_from_store
+
+    exe = Path(sys.executable).with_name("liverec")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run(
+        [str(exe), "train", "-c", world["config"], "--epochs", "3", "--nproc", "2"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "training with 2 processes" in out and "registered v000001" in out
+    assert out.count("registered v") == 1  # rank 1 registers nothing
+    registry = ModelRegistry(world["data"] / "registry")
+    assert registry.list_versions() == ["v000001"] and registry.live() == "v000001"
+    metrics = registry.meta("v000001")["metrics"]
+    assert metrics["world_size"] == 2
+    with open_store(f"sqlite:///{world['data'] / 'events.db'}") as st:
+        split = split_from_store(st, min_len=3)
+    val = evaluate_snapshot(registry.load("v000001"), split, on="val")
+    assert val["ndcg@10"] == pytest.approx(metrics["val"]["ndcg@10"], abs=1e-5)

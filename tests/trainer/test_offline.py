@@ -326,3 +326,16 @@ def test_train_reverse_reaches_training() -> None:
     assert not same_weights(weights(cfg.model_copy(update={"reverse": 1.0})), weights(cfg))
     with pytest.raises(ValidationError, match=r"reverse\n.*less than or equal to 1"):
         TrainConfig.model_validate({**cfg.model_dump(), "reverse": 1.5})  # a share, checked on load
+
+
+def test_a_shard_takes_every_world_th_batch_and_the_same_count_as_the_others() -> None:
+    """Workers of a data-parallel group split an epoch's batches with none shared and equal step
+    counts (a worker with an extra step would wait forever on the others' gradients)."""
+    from liverec.trainer.distributed import Shard
+
+    batches = list(range(11))
+    shares = [Shard(rank=r, world=3).take(batches) for r in range(3)]
+    assert shares == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert Shard.single().take(batches) == batches
+    assert Shard(rank=0, world=4).batch_size(256) == 64 and Shard(world=4).batch_size(2) == 1
+    assert Shard(world=2, local_world=2).threads(2) == 1 and Shard.single().threads(2) == 2

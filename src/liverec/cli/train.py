@@ -3,6 +3,9 @@ it if it beats the live version on validation."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -51,16 +54,38 @@ def train(
     text: Annotated[bool, typer.Option(help="use the pretrained text encoder for item content")] = True,
     promote: Annotated[Promote, typer.Option(help="auto: only if better on validation")] = Promote.auto,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes on this host: data-parallel training with torch.distributed "
+            "(DDP, gloo); run under torchrun, one model is registered",
+        ),
+    ] = 1,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="hosts taking part (each runs this command; MASTER_ADDR/PORT)")
+    ] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="this host's rank among --nnodes")] = 0,
 ) -> None:
     """Train offline: validation = each user's second-to-last interaction, test = the last."""
+    if (nproc > 1 or nnodes > 1) and "LOCAL_RANK" not in os.environ:
+        args = ["--epochs", str(epochs)] if epochs else []
+        args += ["--config", str(config)] if config else []
+        args += ["--store", store] if store else []
+        args += ["--text" if text else "--no-text", "--promote", promote.value, "--seed", str(seed)]
+        raise typer.Exit(launch(nproc, nnodes, node_rank, args))
     from liverec.core.metrics import evaluate
     from liverec.evaluate.offline import evaluate_snapshot, split_from_store
     from liverec.model.text import TextEncoder
     from liverec.registry.registry import ModelRegistry, RegistryError
     from liverec.store import StoreError, open_store
+    from liverec.trainer.distributed import Shard
     from liverec.trainer.offline import build_model, scorer
     from liverec.trainer.offline import train as fit
 
+    shard = Shard.from_env()  # a torchrun worker joins its group; alone otherwise
+    if not shard.lead:
+        console.quiet = True  # rank 0 speaks for the group
     train_args = {"seed": seed, **({"epochs": epochs} if epochs else {})}  # [train] values, validated
     settings = settings_from(config, store, train=train_args)
     cfg = settings.train
@@ -73,8 +98,12 @@ def train(
             vectors = None
             if text:
                 texts = [split.seqs.texts.get(i, "") for i in split.seqs.vocab.ids]
+                if not shard.lead:
+                    shard.barrier()  # rank 0 fills the store's embedding cache; the others read it
                 with progress_bar("encoding item text", len(texts)) as advance:
                     vectors = TextEncoder().encode_cached(texts, st, advance)
+                if shard.lead:
+                    shard.barrier()
     except StoreError as exc:
         fail(str(exc))
         return
@@ -108,7 +137,10 @@ def train(
             if not console.is_terminal:
                 console.print(f"epoch {e.epoch}/{e.epochs or cfg.epochs} ({eta}): {status}")
 
-        result = fit(model, split.train, split.val_inputs(), split.val, cfg, on_epoch=on_epoch)
+        result = fit(model, split.train, split.val_inputs(), split.val, cfg, on_epoch=on_epoch, shard=shard)
+    shard.close()
+    if not shard.lead:
+        return  # every worker holds the same weights; rank 0 registers them once
     test = evaluate(scorer(model), split.test_inputs(), split.test, split.n_items)
     metrics = {
         "val": result.best_val,
@@ -116,6 +148,7 @@ def train(
         "best_epoch": result.best_epoch,
         "train_s": result.seconds,
         "interactions_per_s": result.interactions_per_s,
+        "world_size": shard.world,
         "users": len(split.train),
         "items": split.n_items,
     }
@@ -144,3 +177,20 @@ def train(
     if go:
         registry.promote(version)
         console.print(f"[green]{version} is live[/]")
+
+
+def launch(nproc: int, nnodes: int, node_rank: int, args: list[str]) -> int:
+    """Re-run ``liverec train args`` as ``nproc`` workers under torchrun (`torch.distributed.run`);
+    its exit code. One host: a standalone rendezvous on a free local port. Several: a static one at
+    MASTER_ADDR:MASTER_PORT, which every host must be given."""
+    if nnodes == 1:
+        where = ["--standalone"]
+    else:
+        addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+        if not addr or not port:
+            fail("--nnodes > 1 needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free port)")
+        where = [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={addr}"]
+        where.append(f"--master-port={port}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={nproc}"]
+    console.print(f"training with {nproc * nnodes} processes (torch.distributed, gloo)")
+    return subprocess.call([*cmd, "-m", "liverec", "train", *args])

@@ -24,6 +24,7 @@ from liverec.core.split import LeaveOneOut
 from liverec.model.inputs import Inputs, left_pad, model_inputs
 from liverec.model.transformer import SASRec, TransformerConfig
 from liverec.settings import ModelSettings, TrainConfig
+from liverec.trainer.distributed import Shard
 
 # what a model is built from: the [model] settings, or a dict of some of their fields (benchmarks)
 ModelOverrides = ModelSettings | Mapping[str, object]
@@ -189,11 +190,16 @@ def train(
     cfg: TrainConfig,
     exclude: np.ndarray | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    shard: Shard | None = None,
 ) -> TrainResult:
     """Train in place; on return the model holds the weights of the best validation epoch.
-    ``exclude``: catalog rows never scored in training (items held out for cold-start checks)."""
+    ``exclude``: catalog rows never scored in training (items held out for cold-start checks).
+    ``shard``: this worker's place in a data-parallel group (`trainer.distributed`); None = alone.
+    In a group, validation and every stop decision are rank 0's, and so is the returned model's
+    best-epoch choice; ``interactions_per_s`` counts the whole group."""
+    shard = shard or Shard.single()
     seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(shard.threads(cfg.threads))
     rng = np.random.default_rng(cfg.seed)
     n = model.config.n_items
     excl = None
@@ -208,8 +214,11 @@ def train(
         log_q = torch.from_numpy(np.log(counts / counts.sum())).float()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    step_loss = shard.wrap(model)  # forward(...) = model.loss(...), gradients averaged in a group
     if cfg.compile:
         model.compile_encoder()
+    if shard.world > 1:
+        torch.manual_seed(cfg.seed + shard.rank)  # dropout and sampled negatives differ per worker
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, float]] | None = None
     history: list[EpochLog] = []
     stale = 0
@@ -220,13 +229,20 @@ def train(
         t0 = time.perf_counter()
         total, count = 0.0, 0
         batches = training_batches(
-            train_seqs, model.config, cfg.batch_size, rng, cfg.crop, cfg.shuffle_ties, cfg.reverse
+            train_seqs,
+            model.config,
+            shard.batch_size(cfg.batch_size),
+            rng,
+            cfg.crop,
+            cfg.shuffle_ties,
+            cfg.reverse,
         )
+        batches = shard.take(batches)  # every worker built the same list (same rng); its share
         for step, ((inp, types), tgt) in enumerate(batches):
             factor = lr_factor(cfg, epoch + step / len(batches), time.perf_counter() - t_start)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor
-            loss = model.loss(inp, tgt, types, exclude=excl, log_q=log_q)
+            loss = step_loss(inp, tgt, types, exclude=excl, log_q=log_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -238,10 +254,12 @@ def train(
             total += loss.item() * k
             count += k
         seconds = time.perf_counter() - t0
-        entry = EpochLog(epoch, total / max(count, 1), seconds, count / max(seconds, 1e-9))
+        group_loss, group_count = shard.total(total, count)  # the whole group's targets
+        entry = EpochLog(epoch, group_loss / max(group_count, 1), seconds, group_count / max(seconds, 1e-9))
         if len(val_targets) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            entry.val = evaluate(scorer(ema.model if ema else model), val_inputs, val_targets, n)
-            score = entry.val["ndcg@10"]
+            if shard.lead:
+                entry.val = evaluate(scorer(ema.model if ema else model), val_inputs, val_targets, n)
+            (score,) = shard.decide(entry.val.get("ndcg@10", 0.0))
             if best is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy((ema.model if ema else model).state_dict()), entry.val)
                 stale = 0
@@ -259,7 +277,10 @@ def train(
             break
         if epoch == cfg.stop_after:
             break
-        if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+        (over,) = shard.decide(
+            float(bool(cfg.max_seconds) and time.perf_counter() - t_start > cfg.max_seconds)
+        )
+        if over:
             break
     if best is not None:
         model.load_state_dict(best[2])
