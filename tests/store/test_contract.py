@@ -443,3 +443,34 @@ def test_processes_append_while_a_reader_follows(durable_url: str) -> None:
         assert len(seen_ids) == len(set(seen_ids)) == rounds * 9  # 4 + 4 own, and 1 shared per round
         assert {i for i in seen_ids if i.startswith("shared-")} == {f"shared-{n}" for n in range(rounds)}
         assert seen == store.read(0, 10_000)
+
+
+def test_wait_for_events_wakes_on_an_append_from_another_connection(store_url: str) -> None:
+    """What a replica sleeps in: `wait_for_events` times out on a quiet log, returns at once when
+    the log is already past the offset, and wakes when another writer (its own connection; the
+    same object for memory://) appends."""
+    with open_store(store_url) as waiter:
+        writer = waiter if store_url == "memory://" else open_store(store_url)
+        try:
+            t0 = time.monotonic()
+            assert waiter.wait_for_events(0, 0.2) is False
+            assert time.monotonic() - t0 >= 0.19
+            woke: list[tuple[bool, float]] = []
+
+            def wait() -> None:
+                woke.append((waiter.wait_for_events(0, 20.0), time.monotonic()))
+
+            thread = threading.Thread(target=wait)
+            thread.start()
+            time.sleep(0.3)  # the waiter is asleep by now
+            assert not woke
+            appended = time.monotonic()
+            writer.append([ev("e1")])
+            thread.join(timeout=20)
+            assert woke and woke[0][0] is True
+            assert woke[0][1] - appended < 5.0  # woken by the append, not by the 20 s timeout
+            assert waiter.wait_for_events(0, 0.0) is True  # already past: no wait
+            assert waiter.wait_for_events(1, 0.05) is False
+        finally:
+            if writer is not waiter:
+                writer.close()

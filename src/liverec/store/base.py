@@ -133,6 +133,19 @@ class EventStore(ABC):
         """Mark every pending deletion with ``seq`` <= ``through`` as honoured (a model trained
         without those users is live); returns how many were marked."""
 
+    def wait_for_events(self, after: int, timeout_s: float) -> bool:
+        """Block until the log holds an offset past ``after`` (True) or ``timeout_s`` passes (False).
+        What a replica following the shared log sleeps in. This default polls `last_offset` every
+        10 ms (SQLite, memory); Postgres is woken by NOTIFY, Redis by XREAD BLOCK."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.last_offset() > after:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.01, left))
+
     def pending_deletions(self) -> list[Deletion]:
         """Deletions whose users may still be in a live model, oldest first."""
         return [d for d in self.deletions() if d.pending]

@@ -15,6 +15,7 @@ Item creation takes the same lock, so the catalog's creation order is also its c
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -200,6 +201,12 @@ class PostgresEventStore(EventStore):
         self._conninfo, self._schema = split_url(url)
         self._pool = _Pool(self._new_connection, POOL_SIZE)
         self._known_items: set[str] = set()  # item ids certainly in the catalog (never deleted)
+        # appends NOTIFY this channel at commit; replicas LISTEN (`wait_for_events`). Channels are
+        # database-wide, so the schema names it.
+        tag = hashlib.sha256((self._schema or "").encode()).hexdigest()[:16]
+        self._channel = sql.Identifier(f"liverec_log_{tag}")
+        self._listener: Conn | None = None
+        self._listen_lock = threading.Lock()
         self._run(self._create_schema, "open")
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -283,6 +290,7 @@ class PostgresEventStore(EventStore):
                     conn.execute(INSERT_STUBS, [list(first_seen), [float(t) for t in first_seen.values()]])
                 if accepted:
                     conn.execute("UPDATE liverec_meta SET last = %s WHERE id = 1", (accepted[-1].offset,))
+                    conn.execute(sql.SQL("NOTIFY {}").format(self._channel))  # delivered at commit
             return accepted, set(first_seen)
 
         accepted, stubbed = self._run(work, "append")
@@ -300,6 +308,31 @@ class PostgresEventStore(EventStore):
         query = "SELECT last FROM liverec_meta WHERE id = 1"
         row = self._run(lambda c: c.execute(query).fetchone(), "last_offset", retry=True)
         return int(row[0]) if row else 0
+
+    def wait_for_events(self, after: int, timeout_s: float) -> bool:
+        """LISTEN on the log's channel (one connection of its own, kept), then check the offset:
+        a commit after the LISTEN queues a notification, so none is missed between the two."""
+        deadline = time.monotonic() + timeout_s
+        with self._listen_lock:
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._listener = self._new_connection()
+                    self._listener.execute(sql.SQL("LISTEN {}").format(self._channel))
+                listener = self._listener
+                while True:
+                    if self.last_offset() > after:
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    for _ in listener.notifies(timeout=left, stop_after=1):
+                        pass
+            except psycopg.Error as exc:
+                if self._listener is not None:
+                    self._listener.close()
+                raise StoreError(
+                    f"Postgres wait failed at {self._where}: {redact_text(str(exc), self.url)}"
+                ) from exc
 
     def count_events(self) -> int:
         row = self._run(lambda c: c.execute("SELECT count(*) FROM liverec_events").fetchone(), "count", True)
@@ -412,3 +445,5 @@ class PostgresEventStore(EventStore):
     def close(self) -> None:
         with suppress(psycopg.Error):
             self._pool.close()
+            if self._listener is not None:
+                self._listener.close()

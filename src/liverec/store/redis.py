@@ -381,6 +381,24 @@ class RedisEventStore(EventStore):
     def last_offset(self) -> int:
         return int(self._run(lambda r: r.get(self._seq), "last_offset", retry=True) or 0)
 
+    def wait_for_events(self, after: int, timeout_s: float) -> bool:
+        """XREAD BLOCK on the log stream from entry ``0-<after>``: wakes on the first entry past it.
+        Blocks at most the socket timeout at a time (longer would read as a dead connection)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            block_ms = int(min(left, SOCKET_TIMEOUT_S / 2) * 1000)
+            if block_ms < 1:
+                return self.last_offset() > after
+            streams: dict[Any, Any] = {self._log: f"0-{after}"}
+
+            def read(r: redis.Redis, streams: dict[Any, Any] = streams, ms: int = block_ms) -> Any:
+                return r.xread(streams, count=1, block=ms)
+
+            got = self._run(read, "wait", retry=True)
+            if got:
+                return True
+
     def count_events(self) -> int:
         return int(self._run(lambda r: r.xlen(self._log), "count", retry=True))
 
