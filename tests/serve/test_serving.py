@@ -146,6 +146,17 @@ def test_a_new_item_is_scorable_from_its_text(served: Served) -> None:
         assert new[0] == f"new-{g}", (g, ranked)  # the new item of the fan's genre scores highest
 
 
+def test_an_item_first_named_by_an_event_joins_the_served_model_at_once(served: Served) -> None:
+    """An event may name an item no PUT created (the store makes a catalog stub): the served model
+    grows to cover it in the same fold, so the item is scored (not -inf) and can be recommended."""
+    served.click("stub-fan", "space-1", T0 + 1)
+    served.click("someone", "stub-item", T0 + 2)  # never PUT: a stub row
+    model = served.model
+    assert model.vocab.row("stub-item") is not None  # grown with the fold, no model swap needed
+    ranked = served.rec_ids("stub-fan", k=len(ITEM_IDS) + 5)
+    assert "stub-item" in ranked
+
+
 def test_a_model_with_another_vocabulary_is_aligned_by_item_id(
     tmp_path: Path, trained: Trained, encoder: TextEncoder
 ) -> None:

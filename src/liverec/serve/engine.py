@@ -196,6 +196,8 @@ class Engine:
             self.feedback.fold([s for s in accepted if s.event.context.surface != SURFACE])
         if self.search is not None:
             self.search.fold(accepted)
+        if self.manager is not None:
+            self.manager.catalog_changed()  # items first named by these events: grow the served model
 
     def _screen(
         self, accepted: Sequence[StoredEvent], interactions: list[Interaction]
@@ -227,8 +229,6 @@ class Engine:
         """The events of ``user_id``'s ``history`` that the shared counts took in (not held back)."""
         held = set(self.held.get(user_id, ()))
         return [s for s in history if s.offset not in held]
-        if self.manager is not None:
-            self.manager.catalog_changed()  # new items: grow the served model
 
     def ingest(self, events: Sequence[Event]) -> AppendResult:
         """Append durably, then update live state. Raises StoreError with nothing acknowledged.
