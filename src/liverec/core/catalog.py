@@ -19,6 +19,7 @@ class Catalog(Vocab):
         super().__init__()
         self._available = np.zeros(1024, dtype=bool)
         self._created = np.zeros(1024, dtype=np.float64)
+        self._titles: dict[int, str] = {}  # rows with a title: what explanations call an item
         for item in items:
             self.upsert(item)
 
@@ -39,7 +40,15 @@ class Catalog(Vocab):
         row = self.ensure(item.item_id, item.created_at)
         self._available[row] = item.available
         self._created[row] = item.created_at
+        if item.title:
+            self._titles[row] = item.title
+        else:
+            self._titles.pop(row, None)
         return row
+
+    def title(self, row: int) -> str:
+        """The item's title, or its id when it has none (a stub, or an item without one)."""
+        return self._titles.get(row) or self.ids[row]
 
     @property
     def available(self) -> np.ndarray:

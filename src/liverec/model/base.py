@@ -3,16 +3,23 @@
 Scores are float32 arrays over catalog rows, higher is better. Models are free to learn cheap
 statistics online in `observe` (popularity, co-occurrence); weight updates of deep models happen in
 the online trainer instead and arrive as new registry versions.
+
+`influence` is what explanations cite: how much each history position raises a row's score, measured
+on the model itself by leaving that position out of the live sequence (not attention weights).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from liverec.core.state import Interaction, UserState
+
+T = TypeVar("T")
 
 
 class Model(ABC):
@@ -47,3 +54,60 @@ class Model(ABC):
     @abstractmethod
     def similar(self, row: int, n_items: int) -> np.ndarray:
         """(n_items,) float32 similarity of every row to ``row``."""
+
+    def text_vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        """(len(rows), Dt) float32 unit text embeddings the model holds for ``rows`` (zero rows: no
+        text), or None for models without text."""
+        return None
+
+    def influence(
+        self,
+        user: UserState | None,
+        rows: np.ndarray,
+        positions: Sequence[int],
+        n_items: int,
+        user_id: str = "",
+        base: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(P, R) float32: ``score(user)[rows]`` minus the same scores with live-sequence position
+        ``positions[p]`` (0 = oldest) left out, everything else as it was. Positive: that history
+        item raised the row. ``base``: those served scores, when the caller holds them (a served
+        list's), else computed. This default rescores a copy of the state per position, so every
+        model follows the contract; models override it with something faster, same numbers."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(positions), len(rows)), dtype=np.float32)
+        if user is None or not user.items or not len(positions):
+            return out
+        if base is None:
+            base = self.score(user, n_items, user_id)[rows]
+        for p, pos in enumerate(positions):
+            out[p] = score_drop(base, self.score(leave_out(user, pos), n_items, user_id)[rows])
+        return out
+
+
+def leave_out(user: UserState, position: int) -> UserState:
+    """A copy of ``user`` without live-sequence ``position`` (0 = oldest): what the model would read
+    had that engagement not happened. Older engagements keep their order; ``seen`` is unchanged."""
+    if not 0 <= position < len(user.items):
+        raise IndexError(f"position {position} outside a sequence of {len(user.items)}")
+
+    types = _without(user.types, position) if len(user.types) == len(user.items) else deque(user.types)
+    return UserState(
+        _without(user.items, position),
+        _without(user.times, position),
+        types,
+        set(user.seen),
+        user.last_offset,
+    )
+
+
+def _without(values: deque[T], position: int) -> deque[T]:
+    kept = list(values)
+    del kept[position]
+    return deque(kept, maxlen=values.maxlen)
+
+
+def score_drop(base: np.ndarray, without: np.ndarray) -> np.ndarray:
+    """(R,) float32 ``base - without``; 0 where either is not finite (a row the model cannot score)."""
+    ok = np.isfinite(base) & np.isfinite(without)
+    return np.where(ok, base - np.where(ok, without, 0.0), 0.0).astype(np.float32)

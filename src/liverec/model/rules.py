@@ -13,6 +13,7 @@ Transformer generalises through embeddings, the rules remember exact item-to-ite
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,62 @@ class SequentialRules:
         if known.any() and not known.all():
             prior[~known] = prior[known].mean()
         return prior
+
+    def _sparse_counts(
+        self, items: Sequence[int] | np.ndarray, n_items: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The non-zero entries of `user_counts`: (S,) int64 unique rows < ``n_items``, (S,) float64."""
+        recent = [int(a) for a in list(items)[-self.history :]]
+        with self._lock:
+            m = self.counts
+            pending = [dict(self._pending.get(a, {})) for a in recent]
+        idx: list[np.ndarray] = []
+        val: list[np.ndarray] = []
+        for j, a in enumerate(reversed(recent)):
+            w = self.decay**j
+            if a < m.shape[0]:
+                lo, hi = m.indptr[a], m.indptr[a + 1]
+                idx.append(m.indices[lo:hi].astype(np.int64))
+                val.append(w * m.data[lo:hi])
+            extra = pending[len(recent) - 1 - j]
+            if extra:
+                idx.append(np.fromiter(extra.keys(), np.int64, len(extra)))
+                val.append(w * np.fromiter(extra.values(), np.float64, len(extra)))
+        if not idx:
+            return np.zeros(0, np.int64), np.zeros(0)
+        flat, vals = np.concatenate(idx), np.concatenate(val)
+        keep = flat < n_items
+        rows, inverse = np.unique(flat[keep], return_inverse=True)
+        return rows, np.bincount(inverse, vals[keep], minlength=len(rows))
+
+    def log_prior_at(
+        self, items: Sequence[int] | np.ndarray, rows: np.ndarray, n_items: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``log_prior(items, n_items)[rows]`` and ``user_counts(items, n_items)[rows]``, (R,) float64
+        each, without building (n_items,) vectors: explanations need a few rows per variant of a
+        history. The known items' mean comes from the non-zero counts (every other known item holds
+        ``log(eps)``), so it equals the dense mean up to float rounding."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nz, vals = self._sparse_counts(items, n_items)  # nz ascending, all < n_items
+        at = np.minimum(np.searchsorted(nz, rows), max(len(nz) - 1, 0))
+        counts = np.zeros(len(rows))
+        if len(nz):
+            hit = nz[at] == rows
+            counts[hit] = vals[at[hit]]
+        prior = np.log(counts + self.eps)
+        m = min(n_items, len(self.known))
+        known = self.known[:m]
+        n_known = int(known.sum())
+        if 0 < n_known < n_items:
+            nz_known = np.zeros(len(nz), bool)
+            nz_known[nz < m] = known[nz[nz < m]]
+            total = float(np.log(vals[nz_known] + self.eps).sum())
+            mean = (total + (n_known - int(nz_known.sum())) * math.log(self.eps)) / n_known
+            row_known = np.zeros(len(rows), bool)
+            inside = (rows >= 0) & (rows < m)
+            row_known[inside] = known[rows[inside]]
+            prior[~row_known] = mean
+        return prior, counts
 
     def score(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
         """(B, N) float32 counts after each history; the baselines' contract (after `fit`)."""

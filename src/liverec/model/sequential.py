@@ -19,7 +19,7 @@ from liverec.core.catalog import Catalog
 from liverec.core.features import Seq
 from liverec.core.state import UserState
 from liverec.core.vocab import Vocab
-from liverec.model.base import Model
+from liverec.model.base import Model, leave_out, score_drop
 from liverec.model.inputs import Inputs, model_inputs
 from liverec.model.rules import SequentialRules
 from liverec.model.transformer import SASRec
@@ -50,6 +50,7 @@ class SequentialModel(Model):
         self._net_table = torch.zeros(1, net.config.d_model)  # (M+1, D) by model index, cached
         self._table = torch.zeros(0, net.config.d_model)  # (N_catalog, D) by catalog row
         self._normed: torch.Tensor | None = None
+        self._text_unit: np.ndarray | None = None  # (M+1, Dt) unit text vectors by model index, lazily
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +100,7 @@ class SequentialModel(Model):
             index = torch.from_numpy(self._to_model)
             self._table = self._net_table[index] if len(index) else self._net_table[:0]
         self._normed = None
+        self._text_unit = None
 
     # -- scoring --------------------------------------------------------------------------------
     def _inputs(self, user: UserState) -> Inputs:
@@ -106,9 +108,16 @@ class SequentialModel(Model):
         c = self.net.config
         start = max(0, len(user.items) - c.max_len)
         rows = np.fromiter(islice(user.items, start, None), dtype=np.int64)
-        known = rows < len(self._to_model)  # rows added after the last sync are skipped
-        types = np.fromiter(islice(user.types, start, None), np.int64)[known] if c.event_types else None
-        return self._encode([Seq(rows[known], None, types)])
+        types = np.fromiter(islice(user.types, start, None), np.int64) if c.event_types else None
+        return self._encode([self._window(rows, types)])
+
+    def _window(self, rows: np.ndarray, types: np.ndarray | None) -> Seq:
+        """The newest `max_len` of a history of catalog rows (oldest first), rows added after the last
+        sync skipped: what the network reads of it."""
+        n = self.net.config.max_len
+        rows, types = rows[-n:], None if types is None else types[-n:]
+        known = rows < len(self._to_model)
+        return Seq(rows[known], None, None if types is None else types[known])
 
     def _encode(self, seqs: list[np.ndarray]) -> Inputs:
         """Catalog-row sequences -> left-padded model inputs (indices via the catalog alignment)."""
@@ -141,6 +150,107 @@ class SequentialModel(Model):
         if self.rules is not None:
             out += (self.rules_weight * self.rules.log_prior(user.items, n_items)).astype(np.float32)
         return out, h.numpy()
+
+    def influence(
+        self,
+        user: UserState | None,
+        rows: np.ndarray,
+        positions: Sequence[int],
+        n_items: int,
+        user_id: str = "",
+        base: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """`Model.influence` from one pass over the history (`SASRec.newest_without`: the items older
+        than the one left out are shared by every variant), scored for ``rows`` only; the rules'
+        prior for ``rows`` only, recomputed only for positions among its `history` newest. A
+        variant left with nothing the network knows is scored by the fallback, as `score` would."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(positions), len(rows)), dtype=np.float32)
+        if user is None or not user.items or not len(positions):
+            return out
+        items = np.fromiter(user.items, dtype=np.int64, count=len(user.items))  # (L,)
+        types = np.fromiter(user.types, dtype=np.int64) if self.net.config.event_types else None
+        if not len(self._window(items, types)):  # the fallback serves this user
+            return self.fallback.influence(user, rows, positions, n_items, user_id, base)
+        table = self._table
+        states, empty = self._without_each(items, types, positions, base is None)  # (1 + P, D), (1 + P,)
+        ok = rows < len(table)
+        scores = np.full((1 + len(positions), len(rows)), -np.inf, dtype=np.float32)  # (1 + P, R)
+        with torch.no_grad():
+            scores[:, ok] = (states @ table[torch.from_numpy(rows[ok])].T).numpy()
+        rules = self.rules
+        prior = None if rules is None else rules.log_prior_at(items, rows, n_items)[0]  # (R,)
+        newest = len(items) - (rules.history if rules is not None else 0)
+        for b in range(1 + len(positions)):
+            if empty[b]:  # nothing left the network knows: `score` hands it to the fallback
+                scores[b] = self.fallback.score(leave_out(user, positions[b - 1]), n_items, user_id)[rows]
+            elif rules is not None and prior is not None:
+                mine = prior
+                if b and positions[b - 1] >= newest:  # the rules read the newest `history` items only
+                    mine = rules.log_prior_at(np.delete(items, positions[b - 1]), rows, n_items)[0]
+                scores[b] += (self.rules_weight * mine).astype(np.float32)
+        served = scores[0] if base is None else np.asarray(base, dtype=np.float32)
+        for p in range(len(positions)):
+            out[p] = score_drop(served, scores[p + 1])
+        return out
+
+    def _without_each(
+        self, items: np.ndarray, types: np.ndarray | None, positions: Sequence[int], full: bool = True
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """(1 + P, D) the newest hidden state of the live window, then of it with each position left
+        out (windowed as `_inputs` windows); (1 + P,) bool: the variant holds nothing to read.
+        ``full`` False: the caller has the window's scores; row 0 (and any variant that leaves the
+        window as it is) may then hold anything."""
+        n, count = self.net.config.max_len, len(items)
+        ext = items[-(n + 1) :]  # the window and the next older item, which moves in
+        empty = np.zeros(1 + len(positions), dtype=bool)
+        with torch.no_grad():
+            if count < 2 or bool((ext >= len(self._to_model)).any()):
+                return self._without_each_plainly(items, types, positions)
+            seq = torch.from_numpy(self._to_model[ext])[None]  # (1, T) model indices
+            kinds = None if types is None else torch.from_numpy(types[-(n + 1) :])[None]
+            window = min(count, n)
+            drops = [count - 1 - p for p in positions]
+            whole = torch.zeros(1, self.net.config.d_model)
+            if full or max(drops) >= window:
+                recent = None if kinds is None else kinds[:, -window:]
+                whole = self.net.forward(seq[:, -window:], recent, table=self._net_table, last=True)[:, -1]
+            inside = sorted({d for d in drops if 1 <= d < window})
+            found = self.net.newest_without(seq, kinds, inside, table=self._net_table)  # (1 + V, D)
+            at = {0: 0} | {d: 1 + v for v, d in enumerate(inside)}
+            pick = [at[d] if d < window else -1 for d in drops]  # -1: outside the window, no change
+            index = torch.tensor([0, *[1 + i if i >= 0 else 0 for i in pick]])
+            return torch.cat([whole, found])[index], empty
+
+    def _without_each_plainly(
+        self, items: np.ndarray, types: np.ndarray | None, positions: Sequence[int]
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """`_without_each` as a batch of whole sequences: for windows holding rows the model has not
+        synced yet (`_window` skips them, so the shared-prefix shortcut does not hold)."""
+        seqs = [self._window(items, types)]
+        for pos in positions:
+            seqs.append(self._window(np.delete(items, pos), None if types is None else np.delete(types, pos)))
+        empty = np.array([not len(s) for s in seqs])
+        states = torch.zeros(len(seqs), self.net.config.d_model)
+        live = np.flatnonzero(~empty)
+        seq, kinds = self._encode([seqs[b] for b in live])  # (B, T)
+        h = self.net.forward(seq, kinds, table=self._net_table, last=True)[:, -1]  # (B, D)
+        states[torch.from_numpy(live)] = h
+        return states, empty
+
+    def text_vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        if self.net.text_proj is None:
+            return None
+        unit = self._text_unit
+        if unit is None:  # once per catalog or text change (`_refresh`)
+            text = self.net.text_emb.detach().numpy()
+            norms = np.linalg.norm(text, axis=1, keepdims=True)
+            unit = self._text_unit = np.divide(text, norms, out=np.zeros_like(text), where=norms > 0)
+        to_model = self._to_model
+        ok = rows < len(to_model)
+        out = np.zeros((len(rows), unit.shape[1]), dtype=np.float32)
+        out[ok] = unit[to_model[rows[ok]]]
+        return out
 
     def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:
         table = self._table

@@ -12,10 +12,12 @@ Reads bottom-up: attention and blocks, then the config, then the model. Conventi
 from __future__ import annotations
 
 import copy
+import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -230,17 +232,51 @@ class SASRec(nn.Module):
         if self.config.max_len < T:
             seq, T = seq[:, -self.config.max_len :], self.config.max_len
             types = types[:, -T:] if types is not None else None
-        table = self.item_table() if table is None else table
-        x = table[seq] * math.sqrt(self.config.d_model)  # (B, T, D)
-        positions = torch.arange(T - 1, -1, -1, device=seq.device)  # 0 = the newest interaction
-        x = x + self.pos_emb(positions)
-        if self.type_emb is not None and types is not None:
-            x = x + self.type_emb(types)
+        x = self._embed(seq, types, self.item_table() if table is None else table)  # (B, T, D)
         real = seq != 0  # (B, T)
         if bool(real.all()):  # e.g. one user's live sequence: no mask to build
             return (self._compiled or self.encode)(self.drop(x), None, last)
         x = self.drop(x) * real.unsqueeze(-1)
         return (self._compiled or self.encode)(x, real, last)
+
+    def _embed(self, seq: Tensor, types: Tensor | None, table: Tensor) -> Tensor:
+        """(B, T, D) inputs of the blocks: item representation, position (0 = the newest), type."""
+        T = seq.shape[1]
+        x = table[seq] * math.sqrt(self.config.d_model)  # (B, T, D)
+        x = x + self.pos_emb(torch.arange(T - 1, -1, -1, device=seq.device))
+        if self.type_emb is not None and types is not None:
+            x = x + self.type_emb(types)
+        return x
+
+    @torch.no_grad()
+    def newest_without(
+        self, seq: Tensor, types: Tensor | None, drops: Sequence[int], table: Tensor | None = None
+    ) -> Tensor:
+        """(1 + len(drops), D) float32: the newest hidden state of ``seq`` without its newest item,
+        then, for each d in ``drops`` (1 <= d < T), without the item d places before the newest: as
+        `forward` (``last=True``, eval) reads each of those shorter sequences. ``seq`` (1, T) int64
+        without padding, 2 <= T <= max_len + 1: a live window and the next older item, which enters
+        the window when one is left out.
+
+        Causal attention and positions counted from the newest make the items older than the one
+        left out read exactly as in ``seq`` without its newest item (the prefix). So all variants
+        run as ONE packed sequence: the prefix once, then each variant's d newer items at their own
+        positions, and a block mask (`packing`) lets each variant's items see the prefix items older
+        than the one it leaves out and its own items, causally: T - 1 + sum(d) positions through
+        the blocks once, instead of 1 + len(drops) whole sequences."""
+        T = seq.shape[1]
+        assert not self.training and seq.shape[0] == 1 and 2 <= T <= self.config.max_len + 1
+        assert all(1 <= d < T for d in drops), (drops, T)
+        table = self.item_table() if table is None else table
+        src, pos, mask, outputs = packing(T, tuple(drops))  # (N,), (N,), (1, 1, N, N), rows read at the end
+        x = table[seq[0, src]] * math.sqrt(self.config.d_model) + self.pos_emb(pos)  # (N, D)
+        if self.type_emb is not None and types is not None:
+            x = x + self.type_emb(types[0, src])
+        x = x[None]  # (1, N, D)
+        last = len(self.blocks) - 1
+        for k, block in enumerate(self.blocks):
+            x = block(x, mask, outputs if k == last else 0)
+        return self.ln_f(x)[0]  # (1 + V, D)
 
     def encode(self, x: Tensor, real: Tensor | None, last: bool = False) -> Tensor:
         """The Transformer proper: (B, T, D) embedded inputs and (B, T) bool non-padding (None: no
@@ -315,6 +351,27 @@ class SASRec(nn.Module):
         table = self.item_table() if table is None else table
         h = self.forward(seq, types, table, last=True)[:, -1]  # (B, D)
         return h @ table[1:].T
+
+
+@functools.lru_cache(maxsize=256)
+def packing(length: int, drops: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor, int]:
+    """How `SASRec.newest_without` packs a sequence of ``length`` and its variants into one:
+    (N,) int64 index into the sequence of each packed row, (N,) int64 its position (0 = the newest
+    of its own sequence), (1, 1, N, N) bool attention mask (True = may attend) and how many rows are
+    read out; those come last: the prefix's newest, then each variant's newest, in ``drops`` order.
+    Cached (the same few shapes come back on every request); read-only."""
+    prefix, d = length - 1, np.asarray(drops, dtype=np.int64)  # the prefix: all but the newest item
+    src = np.concatenate([np.arange(prefix), *[np.arange(length - k, length) for k in drops]])  # (N,)
+    group = np.r_[np.zeros(prefix, np.int64), np.repeat(np.arange(1, len(d) + 1), d)]  # 0 = prefix
+    newest = np.r_[prefix - 1, np.full(len(d), length - 1)]  # sequence index of each group's newest
+    pos = newest[group] - src
+    keep = np.r_[0, length - 1 - d][group]  # (N,) prefix items a variant's rows see: those older
+    causal = (group[:, None] == group[None, :]) & (src[None, :] <= src[:, None])
+    mask = causal | ((group[None, :] == 0) & (src[None, :] < keep[:, None]))  # (N, N)
+    ends = np.r_[prefix - 1, prefix + np.cumsum(d) - 1]  # each group's newest row
+    order = np.r_[np.setdiff1d(np.arange(len(src)), ends), ends]  # rows read out go last
+    mask = np.ascontiguousarray(mask[order][:, order][None, None])
+    return torch.from_numpy(src[order]), torch.from_numpy(pos[order]), torch.from_numpy(mask), len(ends)
 
 
 def with_star_rows(state: Mapping[str, Any]) -> Mapping[str, Any]:

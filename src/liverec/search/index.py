@@ -138,6 +138,11 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._docs)  # rows indexed
 
+    def terms(self, row: int) -> frozenset[str]:
+        """The row's indexed tokens (empty: not indexed): what a query can match it on. One dict read
+        of a tuple writers replace whole, so no lock is needed."""
+        return frozenset(self._docs.get(int(row), ()))
+
     def scores(self, query: str, n: int) -> np.ndarray:
         """(n,) float32 BM25 score of every row < n (0 where the row is not indexed or matches nothing)."""
         out = np.zeros(n, np.float32)  # (n,) float32
@@ -316,6 +321,14 @@ class SemanticIndex:
         m = min(n, hw)
         if q is not None and m > 0:
             out[:m] = mat[:m] @ q
+        return out
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(R, dim) float32 unit vectors of ``rows`` (R,) int64; zero rows where a row has none."""
+        mat, _, hw = self._view
+        out = np.zeros((rows.size, self.dim), np.float32)
+        inside = rows < hw
+        out[inside] = mat[rows[inside]]
         return out
 
     def scores_at(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:

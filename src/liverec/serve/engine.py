@@ -19,7 +19,8 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import replace
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import policy_from_settings
 from liverec.registry.registry import ModelRegistry
+from liverec.serve.explain import Explainer
 from liverec.serve.feedback import PolicyFeedback, learns
 from liverec.serve.ingest import GroupCommit
 from liverec.serve.models import ModelManager
@@ -338,13 +340,19 @@ class Engine:
         exclude_seen: bool = True,
         log_impressions: bool = True,
         now: float | None = None,
+        explain: bool = False,
     ) -> Recommendation:
         """Top-k for a user from their live sequence; the served list is logged as impressions,
         timestamped ``now`` (epoch seconds; None = the wall clock). A caller replaying event time
         (the simulator) must pass it: rewards join impressions in event time, so a wall-clock
-        impression among simulated events would wait for the wall clock to close its window."""
+        impression among simulated events would wait for the wall clock to close its window.
+        ``explain``: each item gets an `Explanation`, from the model and state that served it."""
         with self._lock:
             rec = self.recommender.recommend(user_id, k, exclude_seen)
+            if explain:
+                user, model = self.state.get(user_id), self.recommender.model
+                why = self.explainer.recommendation(rec, user, model, user_id, exclude_seen)
+                rec = replace(rec, explanations=why)
             if self.feedback is not None:
                 self.feedback.remember(rec, user_id)
         if log_impressions and rec.items:  # outside `_lock`: a write takes `_writing` first
@@ -362,11 +370,12 @@ class Engine:
         log_impressions: bool = True,
         now: float | None = None,
         query_vector: np.ndarray | None = None,
+        explain: bool = False,
     ) -> SearchResult:
         """Search the live catalog for ``query``, ranked for ``user_id`` (None: anonymous). Seen items
         stay in (people search for what they know). The list is logged as impressions with
-        ``surface = "search"`` (``log_impressions``), timestamped ``now`` as in `recommend`.
-        Raises `SearchDisabled` when ``[search] enabled`` is false."""
+        ``surface = "search"`` (``log_impressions``), timestamped ``now`` as in `recommend`;
+        ``explain`` as there. Raises `SearchDisabled` when ``[search] enabled`` is false."""
         if self.search is None:
             raise SearchDisabled("search is disabled ([search] enabled = false)")
         search = self.search
@@ -394,6 +403,9 @@ class Engine:
                 model=model.version_for(user),
                 match=match,
             )
+            if explain:  # the ranker that ranked it: learning swaps it under this lock only
+                why = self.explainer.search_results(result, search.learner.live)
+                result = replace(result, explanations=why)
         if log_impressions and result.items:
             self.ingest(search_impressions(user_id, result, ts, self.settings.server.max_logged_impressions))
         return result
@@ -408,6 +420,11 @@ class Engine:
             ids = self.catalog.ids
             seq = [(ids[r], t, k) for r, t, k in zip(user.items, user.times, user.types, strict=False)]
             return seq, len(user.seen)
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        """Builds `recommend`'s and `search_items`' explanations (stateless: built on first use)."""
+        return Explainer(self.settings.explain, self.catalog, self.popularity, self.search)
 
     def similar(self, item_id: str, k: int = 10) -> list[ScoredItem] | None:
         with self._lock:

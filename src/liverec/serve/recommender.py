@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from liverec.core.catalog import Catalog
 from liverec.core.state import LiveState
 from liverec.model.base import Model
 from liverec.policy.base import Greedy, Policy, Slate
+
+if TYPE_CHECKING:
+    from liverec.serve.explain import Explanation
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Recommendation:
     items: list[ScoredItem] = field(default_factory=list)
     slate: Slate | None = None  # what the policy chose, with its propensities
     context: Mapping[str, Any] | None = None  # what it chose from (vectors), for its feedback
+    explanations: list[Explanation] | None = None  # one per item, with ``explain`` (`serve.explain`)
 
 
 def top_rows(scores: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
@@ -151,6 +155,7 @@ class Recommender:
             "user_id": user_id,
             "user_vector": user_vector,
             "item_vectors": model.item_vectors(cands) if vectors else None,
+            "candidates": len(cands),  # slot rows get indices from here on (`with_new_slots`)
         }
         slate = self.policy.select(cands, scores[cands], k, context)
         if self.new_item_slots and self.is_new is not None:

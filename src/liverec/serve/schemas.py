@@ -56,6 +56,71 @@ class RecommendedItem(BaseModel):
     )
 
 
+class CitedOut(BaseModel):
+    """A history item that raised the recommended item's score."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    item_id: str = Field(description="the history item", examples=["1"])
+    influence: float = Field(
+        description="the recommended item's score minus its score with this history item left out of "
+        "the live sequence, on the served model (leave-one-out: positive = it raised the score)",
+        examples=[0.42],
+    )
+    position: int = Field(
+        description="its position in the live sequence, 0 = oldest (as GET /v1/users/{id}/history lists it)",
+        examples=[37],
+    )
+
+
+class ContentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    item_id: str = Field(description="the user's history item nearest to the recommended one in text")
+    similarity: float = Field(description="cosine of the two items' MiniLM text vectors", examples=[0.71])
+
+
+class ReasonOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str = Field(
+        description="popular, trending, new_item_slot, exploration, fallback, filler, rules or business_rule",
+        examples=["new_item_slot"],
+    )
+    detail: str = Field(description="what applied, for a person to read")
+
+
+class SearchMatchOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    matched_terms: list[str] = Field(
+        description="the query's index tokens found in the item's text", examples=[["space", "adventure"]]
+    )
+    semantic: float = Field(description="query-item cosine of the MiniLM vectors, as the ranker used it")
+    features: dict[str, float] = Field(
+        description="per ranker feature: its weight times its value (the score is their sum)"
+    )
+
+
+class ExplanationOut(BaseModel):
+    """Why an item is in the list (with ``explain=true``); see docs/api.md."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    sentence: str = Field(
+        description="one line for a person", examples=["Because you rated Toy Story (1995)."]
+    )
+    history: list[CitedOut] = Field(
+        description="the user's history items (of the newest [explain] history) that raised the score "
+        "most, largest influence first; at most [explain] max_cited, only positive ones"
+    )
+    content: ContentOut | None = Field(
+        description="the history item most similar in text, when at least [explain] content_min_similarity"
+    )
+    reasons: list[ReasonOut] = Field(description="the serving rules that applied to this item")
+    search: SearchMatchOut | None = Field(None, description="search only: how the item matched the query")
+
+
 # the catalog fields `?fields=` can put inline in a recommendation (one call instead of 1 + k)
 ITEM_FIELDS = ("title", "text", "tags", "attributes", "created_at", "available")
 
@@ -75,13 +140,16 @@ class RecommendedItemFields(RecommendedItem):
     )
     created_at: float | None = Field(None, description="with fields=created_at: creation time, Unix seconds")
     available: bool | None = Field(None, description="with fields=available: whether it may be recommended")
+    explanation: ExplanationOut | None = Field(
+        None, description="with explain=true: why the item is in the list (absent otherwise)"
+    )
 
     @model_serializer(mode="wrap")
     def _asked_only(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         """Fields not asked for are left out, not sent as null. (No return annotation: with none,
         pydantic keeps the model's own schema, descriptions included, for the response.)"""
         out = handler(self)
-        for name in ITEM_FIELDS:
+        for name in (*ITEM_FIELDS, "explanation"):
             if out.get(name) is None:
                 out.pop(name, None)
         return out
@@ -276,6 +344,17 @@ SCHEMA_EXAMPLES: dict[str, Any] = {
         "model": "transformer@v000001",
         "policy": "greedy",
         "items": [{"item_id": "50", "score": 7.25, "propensity": 1.0, "title": "Star Wars (1977)"}],
+    },
+    "ExplanationOut": {
+        "sentence": "Because you rated Toy Story (1995) and Aladdin (1992); similar in text to Toy Story "
+        "(1995).",
+        "history": [
+            {"item_id": "1", "influence": 0.42, "position": 37},
+            {"item_id": "95", "influence": 0.17, "position": 35},
+        ],
+        "content": {"item_id": "1", "similarity": 0.71},
+        "reasons": [{"kind": "popular", "detail": "#4 of the 20 most engaged-with items now"}],
+        "search": None,
     },
     "SimilarOut": {
         "item_id": "50",

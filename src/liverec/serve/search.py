@@ -19,7 +19,7 @@ import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from liverec.search.searcher import Match, Searcher
 from liverec.serve.recommender import ScoredItem
 from liverec.settings import SearchSettings
 from liverec.trainer.search import SearchLearner, Shown
+
+if TYPE_CHECKING:
+    from liverec.serve.explain import Explanation
 
 SURFACE = "search"
 ANONYMOUS = "/anonymous"  # the user id of anonymous searches' impressions: no client id has a '/'
@@ -56,6 +59,7 @@ class SearchResult:
     items: list[ScoredItem]
     features: np.ndarray  # (k, F) float32 of the shown items, in display order
     query_key: str  # the query as the click memory knows it
+    explanations: list[Explanation] | None = None  # one per item, with ``explain`` (`serve.explain`)
 
 
 class SearchService:

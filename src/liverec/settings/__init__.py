@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from liverec.settings.explain import ExplainSettings
 from liverec.settings.learning import FilterConfig, GateConfig, ModelSettings, OnlineConfig, TrainConfig
 from liverec.settings.policy import MMR_KEYS, POLICY_PARAMS, JoinConfig, PolicyName, PolicySettings
 from liverec.settings.search import SearchSettings
@@ -43,8 +44,8 @@ from liverec.settings.tables import (
 
 __all__ = [
     "DEFAULT_DATA_DIR", "MASK", "MMR_KEYS", "POLICY_PARAMS", "SCOPES", "ApiKey", "AuthSettings",
-    "FilterConfig", "GateConfig", "JoinConfig", "ModelSettings", "OnlineConfig", "PolicyName",
-    "PolicySettings", "PopularitySettings", "PrivacySettings", "RewardWeights", "RulesSettings",
+    "ExplainSettings", "FilterConfig", "GateConfig", "JoinConfig", "ModelSettings", "OnlineConfig",
+    "PolicyName", "PolicySettings", "PopularitySettings", "PrivacySettings", "RewardWeights", "RulesSettings",
     "Scope", "SearchSettings", "ServerSettings", "Settings", "StateSettings", "Table", "TrainConfig",
     "load_settings",
     "redact_text", "redact_url", "url_secrets", "value_sources",
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys and their scopes")
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="user deletion")
     search: SearchSettings = Field(default_factory=SearchSettings, description="search and its ranker")
+    explain: ExplainSettings = Field(default_factory=ExplainSettings, description="?explain=true")
 
     @model_validator(mode="before")
     @classmethod

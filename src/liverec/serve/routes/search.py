@@ -16,7 +16,7 @@ from liverec.core.schema import Id, Tag
 from liverec.serve.deps import READ, EngineDep, MetricsDep, SettingsDep, read_json
 from liverec.serve.engine import Engine
 from liverec.serve.metrics import Metrics
-from liverec.serve.routes.users import catalog_fields, item_fields
+from liverec.serve.routes.users import catalog_fields, explanations, item_fields
 from liverec.serve.schemas import ITEM_FIELDS, SearchedItem, SearchOut, check_k, json_body, responses
 from liverec.serve.search import SearchFilters, search_impressions
 from liverec.settings import Settings
@@ -25,6 +25,10 @@ from liverec.store.base import StoreError
 router = APIRouter(prefix="/v1", tags=["search"])
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 FIELDS_HELP = "comma-separated catalog fields to return inline with each item: " + ", ".join(ITEM_FIELDS)
+EXPLAIN_HELP = (
+    "true: each result carries an explanation: the query terms it matched, the semantic match and "
+    "each ranker feature's contribution"
+)
 
 
 class FiltersIn(BaseModel):
@@ -46,6 +50,7 @@ class SearchIn(BaseModel):
     k: int = Field(10, ge=1, description="how many results")
     filters: FiltersIn = Field(default_factory=FiltersIn, description="which items may be returned")
     fields: str | None = Field(None, max_length=256, description=FIELDS_HELP)
+    explain: bool = Field(False, strict=True, description=EXPLAIN_HELP, examples=[True])
 
 
 def check_query(q: str, max_chars: int, where: str) -> str:
@@ -78,9 +83,12 @@ async def search_get(
     user_id: Annotated[Id | None, Query(description="rank for this user; absent: anonymous")] = None,
     k: Annotated[int, Query(ge=1, description="how many results")] = 10,
     fields: Annotated[str | None, Query(max_length=256, description=FIELDS_HELP)] = None,
+    explain: Annotated[
+        bool, Query(description=EXPLAIN_HELP, openapi_examples={"explained": {"value": True}})
+    ] = False,
 ) -> SearchOut:
     query = check_query(q, settings.search.max_query_chars, "query")
-    return await serve(engine, settings, metrics, query, user_id, k, SearchFilters(), fields)
+    return await serve(engine, settings, metrics, query, user_id, k, SearchFilters(), fields, explain)
 
 
 @router.post(
@@ -102,7 +110,7 @@ async def search_post(
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
     query = check_query(req.q, settings.search.max_query_chars, "body")
     filters = SearchFilters(tuple(req.filters.tags), req.filters.available)
-    return await serve(engine, settings, metrics, query, req.user_id, req.k, filters, req.fields)
+    return await serve(engine, settings, metrics, query, req.user_id, req.k, filters, req.fields, req.explain)
 
 
 async def serve(
@@ -114,6 +122,7 @@ async def serve(
     k: int,
     filters: SearchFilters,
     fields: str | None,
+    explain: bool = False,
 ) -> SearchOut:
     check_k(k, settings.server.max_k)
     wanted = item_fields(fields)
@@ -124,7 +133,7 @@ async def serve(
     vec = engine.search.cached_vector(query)
     if vec is None:
         vec = await asyncio.to_thread(engine.search.query_vector, query)
-    result = engine.search_items(query, user_id, k, filters, False, query_vector=vec)
+    result = engine.search_items(query, user_id, k, filters, False, query_vector=vec, explain=explain)
     logged = search_impressions(user_id, result, cap=settings.server.max_logged_impressions)
     try:
         await engine.ingest_async(logged)  # durable before the client sees the list
@@ -133,6 +142,7 @@ async def serve(
     metrics.impressions.inc(len(logged))
     ids = [i.item_id for i in result.items]
     inline = await asyncio.to_thread(catalog_fields, engine, ids, wanted) if wanted else {}
+    why = explanations(result.explanations, len(result.items))
     return SearchOut(
         request_id=result.request_id,
         query=result.query,
@@ -144,6 +154,7 @@ async def serve(
                 score=i.score,
                 propensity=i.propensity,
                 position=p,
+                explanation=why[p],
                 **inline.get(i.item_id, {}),
             )
             for p, i in enumerate(result.items)

@@ -5,6 +5,7 @@ deletion. Both writes go through the engine's writer thread (`Engine.ingest_asyn
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -16,6 +17,7 @@ from liverec.serve.engine import Engine, impressions
 from liverec.serve.schemas import (
     ITEM_FIELDS,
     Engagement,
+    ExplanationOut,
     HistoryOut,
     RecommendationOut,
     RecommendedItemFields,
@@ -52,10 +54,11 @@ async def recommendations(
             openapi_examples={"title and tags": {"value": "title,tags"}},
         ),
     ] = None,
+    explain: Annotated[bool, Query(description=EXPLAIN_HELP, openapi_examples=EXPLAIN_EXAMPLES)] = False,
 ) -> RecommendationOut:
     check_k(k, settings.server.max_k)
     wanted = item_fields(fields)
-    rec = engine.recommend(user_id, k, exclude_seen, log_impressions=False)
+    rec = engine.recommend(user_id, k, exclude_seen, log_impressions=False, explain=explain)
     # the served list (its first max_logged_impressions positions) is durable before the client sees it
     logged = impressions(user_id, rec, cap=settings.server.max_logged_impressions)
     try:
@@ -64,6 +67,7 @@ async def recommendations(
         raise HTTPException(503, f"store unavailable: {exc}") from None
     metrics.impressions.inc(len(logged))
     inline = await asyncio.to_thread(catalog_fields, engine, [i.item_id for i in rec.items], wanted)
+    why = explanations(rec.explanations, len(rec.items))
     return RecommendationOut(
         request_id=rec.request_id,
         model=rec.model,
@@ -74,11 +78,26 @@ async def recommendations(
                 score=i.score,
                 propensity=i.propensity,
                 filler=i.filler,
+                explanation=why[j],
                 **inline.get(i.item_id, {}),
             )
-            for i in rec.items
+            for j, i in enumerate(rec.items)
         ],
     )
+
+
+EXPLAIN_HELP = (
+    "true: each item carries an explanation: the history items whose removal from the live sequence "
+    "lowers its score most, its nearest history item in text, and the serving rules that applied"
+)
+EXPLAIN_EXAMPLES = {"explained": {"value": True}}
+
+
+def explanations(found: Sequence[object] | None, n: int) -> list[ExplanationOut | None]:
+    """The response form of an engine list's explanations; None per item when not asked for."""
+    if found is None:
+        return [None] * n
+    return [ExplanationOut.model_validate(e) for e in found]
 
 
 def item_fields(fields: str | None) -> tuple[str, ...]:
