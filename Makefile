@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e ".[dev,bench]"
 	$(PIP) install -c constraints.txt --no-deps "obp==0.4.1"
 	$(PY) -c "import torch, liverec; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-	# headless Chromium for the browser tests (/docs renders offline): Debian's package
+	# headless Chromium for the browser tests (/docs renders offline; /dashboard, driven by Playwright
+	# from the dev extra, which never downloads a browser of its own): Debian's package
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 	touch $(STAMP)
 

@@ -45,6 +45,9 @@ def test_demo_warms_up_trains_learns_online_beats_random_and_cleans_up(tmp_path:
     assert not any(alive(p) for p in pids)
     assert s["train_exit_code"] == 0 and all(c is not None for c in s["server_exit_codes"])
     assert len(s["server_urls"]) == 2 and not any(_port_open(u) for u in s["server_urls"])
+    # one dashboard URL for the whole run (both servers take its port), printed at the start
+    assert f"live dashboard: {s['server_urls'][0]}/dashboard" in result.output  # stderr: progress
+    assert s["server_urls"][0] == s["server_urls"][1]
 
     # the whole product ran: warm-up, training, restart with the learner, then online updates served
     assert [p["name"] for p in s["phases"]] == ["warm-up", "training", "restart", "live learning"]
@@ -66,6 +69,10 @@ def test_demo_warms_up_trains_learns_online_beats_random_and_cleans_up(tmp_path:
     clicks = [e for e in events if e.type is EventType.click]
     assert clicks and all((c.context.request_id, c.context.position, c.item_id) in served_at for c in clicks)
     assert {e.context.policy for e in impressions} >= {"random", "epsilon", "thompson"}
+    # the cohorts the dashboard compares: the control's lists and the liverec cohort's feedback name them
+    control = [e for e in impressions if e.context.policy == "random"]
+    assert control and all((e.context.model_extra or {}).get("cohort") == "control" for e in control)
+    assert all((c.context.model_extra or {}).get("cohort") in ("control", "liverec") for c in clicks)
     assert {e.type for e in events} >= {EventType.dwell, EventType.skip, EventType.add_to_cart}
     # a share of the liverec cohort's visits searched; their clicks name the result lists
     searched = [e for e in impressions if e.context.surface == "search"]

@@ -210,6 +210,12 @@ def trigger_every_status(api: Api) -> dict[tuple[str, str], set[int]]:
     hit("post", promote, c.post("/v1/models/v000003/promote"))  # 409: the registry cannot read it
     hit("get", "/metrics", c.get("/metrics"))
 
+    board, recent = "/v1/dashboard", "/v1/dashboard/users/{user_id}/events"
+    hit("get", board, c.get(board))
+    hit("get", board, c.get(board, params={"since": -1}))
+    hit("get", recent, c.get("/v1/dashboard/users/u/events"))
+    hit("get", recent, c.get(f"/v1/dashboard/users/{long_id}/events"))
+
     # the store goes away: every write answers 503 and says nothing was written
     api.engine.store.close()
     for method, template, r in [
@@ -220,6 +226,7 @@ def trigger_every_status(api: Api) -> dict[tuple[str, str], set[int]]:
         ("delete", user, c.delete("/v1/users/u")),
         ("put", one, c.put("/v1/items/x", json={"title": "X"})),
         ("post", many, c.post(many, json={"items": [{"item_id": "y"}]})),
+        ("get", recent, c.get("/v1/dashboard/users/u/events")),
     ]:
         assert r.status_code == 503, (method, template, r.text)
         assert "store" in r.json()["detail"]

@@ -79,6 +79,10 @@ def demo(
                 train_epochs=train_epochs,
                 search_share=search_share,
                 on_status=show,
+                on_ready=lambda url: progress.console.print(
+                    f"[bold]live dashboard:[/] {url}  (up while the demo runs; no key needed on loopback)",
+                    highlight=False,
+                ),
             )
         except (DemoError, ValueError, OSError, httpx.HTTPError) as exc:
             fail(str(exc), code=1)

@@ -23,9 +23,10 @@ from liverec.serve.auth import Authenticator, check_bind, declare_responses
 from liverec.serve.engine import Engine
 from liverec.serve.metrics import Metrics
 from liverec.serve.middleware import BodyLimit, JsonOnly, RequestMetrics
-from liverec.serve.routes import events, health, items, models, search, users
+from liverec.serve.routes import dashboard, events, health, items, models, search, users
 from liverec.serve.routes.search import SearchIn
 from liverec.serve.schemas import EventBatch, document
+from liverec.serve.traffic import Sampler
 from liverec.settings import Settings
 
 # Request bodies parsed by hand (for strict JSON and per-event errors) reference these schemas.
@@ -119,6 +120,7 @@ def create_app(
     settings = settings or Settings()
     access = check_bind(settings)  # raises InsecureBind: no keys on a non-loopback address
     metrics = Metrics()
+    sampler = Sampler(metrics)  # the dashboard's per-second history
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,10 +132,12 @@ def create_app(
         app.state.engine = live
         (log.info if settings.auth.keys else log.warning)(access)
         live.observe = metrics.observe
+        sampler.start(live)
         try:
             with server_gc(settings.server.gc_threshold):
                 yield
         finally:
+            sampler.stop()
             for stop in on_shutdown:
                 stop()
             if engine is None:  # we built it, we close it
@@ -148,10 +152,12 @@ def create_app(
         redoc_url=None,
     )
     mount_docs(app)
+    dashboard.mount_dashboard(app)  # /dashboard and its assets, from installed packages
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.sampler = sampler
     app.state.auth = Authenticator(settings.auth)
-    for module in (events, users, items, search, models, health):
+    for module in (events, users, items, search, models, health, dashboard):
         app.include_router(module.router)
     declare_responses(app.routes)
     # the last added runs first: metrics wrap the body limit, so its 413s are observed as 413s

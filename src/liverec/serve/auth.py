@@ -31,9 +31,21 @@ from starlette.routing import BaseRoute
 from liverec.serve.schemas import ErrorDetail
 from liverec.settings import SCOPES, AuthSettings, Scope, Settings
 
-# routes anyone may call: liveness (its detail still needs admin) and the API's own documentation
+# routes anyone may call: liveness (its detail still needs admin), the API's own documentation, and
+# the dashboard's page and assets (static files with no data: every number it shows comes from
+# /v1/dashboard and the other routes, with the admin key the page asks for)
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs-assets", "/redoc"}
+    {
+        "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/docs-assets",
+        "/redoc",
+        "/dashboard",
+        "/dashboard-assets",
+        "/dashboard-assets/plotly.min.js",
+    }
 )
 OPEN = "open"  # the principal's name when no keys are configured
 # declares the scheme in OpenAPI (Swagger's "Authorize" button); the header is read by `identify`

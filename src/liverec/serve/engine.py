@@ -37,6 +37,7 @@ from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import policy_from_settings
 from liverec.registry.registry import ModelRegistry
+from liverec.serve.dashboard import QualityBoard
 from liverec.serve.explain import Explainer
 from liverec.serve.feedback import PolicyFeedback, learns
 from liverec.serve.ingest import GroupCommit
@@ -116,6 +117,8 @@ class Engine:
         self.registry = ModelRegistry(settings.registry_path)
         self.manager: ModelManager | None = None  # serves the registry's live model once started
         self.freshness = Freshness()
+        # the dashboard's quality, exposure and event-type counts, folded with the log (bounded)
+        self.dashboard = QualityBoard(self.catalog, Rewards(settings.rewards), settings.join.window_s)
         self.observe: Observer | None = None  # the HTTP app plugs its metrics in here
         self._lock = threading.RLock()  # live state, catalog and models: held to read or fold them
         # One writer at a time, from the store write to the end of the fold: offsets, catalog rows
@@ -187,6 +190,7 @@ class Engine:
     # -- writes -------------------------------------------------------------------------------
     def _fold(self, accepted: Sequence[StoredEvent]) -> None:
         interactions = self.state.apply(accepted)  # the user's own state keeps every event
+        self.dashboard.fold(accepted, live=self.started)  # after apply: items have catalog rows
         if accepted:
             self.freshness.ingested(accepted[-1].offset)
         interactions, accepted = self._screen(accepted, interactions)
@@ -441,6 +445,16 @@ class Engine:
     def model_offset(self) -> int:
         """The log offset the served weights have learned up to (0 without a trained model)."""
         return int(getattr(self.recommender.model, "trained_offset", 0))
+
+    def screening(self) -> dict[str, Any]:
+        """The serving filter's verdicts so far (reason -> events) and who it holds back now (for the
+        dashboard); ``enabled`` False when ``[filters] serving`` is off."""
+        f = self.filter
+        if f is None:
+            return {"enabled": False, "counts": {}, "users": [], "items": []}
+        with self._lock:
+            users, items = f.quarantined(self.dashboard.watermark)
+            return {"enabled": True, "counts": dict(f.counts), "users": users, "items": items}
 
 
 class SearchDisabled(RuntimeError):

@@ -156,8 +156,11 @@ def run_demo(
     plot: bool = True,
     startup_timeout_s: float = 120.0,
     on_status: Callable[[DemoStatus], None] | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> DemoSummary:
-    """Run the demo end to end; every subprocess is stopped before this returns."""
+    """Run the demo end to end; every subprocess is stopped before this returns. ``on_ready`` gets
+    the live dashboard's URL once the first server answers: every server of the run takes the
+    same port, so the page stays up (through the restart) for the demo's duration."""
     if duration_s <= 0 or users < 2 or items < k or workers < 1 or windows < 1:
         raise ValueError("need duration_s > 0, users >= 2, items >= k, workers >= 1, windows >= 1")
     if not 0 < control_share < 1 or not 0 < warmup_share < 1:
@@ -180,7 +183,8 @@ def run_demo(
     pick = np.random.default_rng([seed, 2]).permutation(users)[: max(1, round(users * control_share))]
     control = frozenset(user_ids[i] for i in pick.tolist())
 
-    first = Server(warm_cfg, store_url, port or free_port(), data_dir / "server-warmup.log", env)
+    port = port or free_port()  # one port for every server of the run: one dashboard URL
+    first = Server(warm_cfg, store_url, port, data_dir / "server-warmup.log", env)
     demo = DemoState(world, first, seed, k, workers, control, track_oracle)
     if search_share > 0:
         demo.search, demo.search_share = SearchWorld(world, seed=seed), search_share
@@ -194,6 +198,8 @@ def run_demo(
     setup_s = encode_catalog(store_url, world)
     try:
         first.start(startup_timeout_s)
+        if on_ready:
+            on_ready(f"{first.url}/dashboard")
         catalog = [it.payload() for it in world.items]
         for i in range(0, len(catalog), 1000):
             httpx.post(

@@ -88,6 +88,7 @@ class Client:
                 "request_id": uuid.uuid4().hex,
                 "policy": "random",
                 "surface": "demo-control",
+                "cohort": "control",  # the dashboard's Quality view compares CTR by cohort
             }
             events += impression_dicts(user_id, slate, propensity, context, time.time())
         else:
@@ -104,6 +105,7 @@ class Client:
                 "policy": body["policy"],
                 "model": model,
                 "surface": "demo",
+                "cohort": "liverec",
             }
             with d.lock:
                 d.tally.latencies.append(latency)
@@ -158,7 +160,12 @@ class Client:
                 "item_id": body["items"][p]["item_id"],
                 "type": "click",
                 "timestamp": now,
-                "context": {"request_id": body["request_id"], "position": p, "surface": "search"},
+                "context": {
+                    "request_id": body["request_id"],
+                    "position": p,
+                    "surface": "search",
+                    "cohort": "liverec",
+                },
             }
             for (p, _), c in zip(shown, clicked.tolist(), strict=True)
             if c

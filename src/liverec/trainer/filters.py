@@ -63,6 +63,17 @@ class EventFilter:
                 times.clear()
                 times.extend(kept)
 
+    def quarantined(
+        self, now: float, limit: int = 50
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """(users, items) held back at event time ``now``, each with when it ends (event time),
+        the longest-held first, at most ``limit`` of each (for the server's dashboard)."""
+
+        def held(until: dict[str, float]) -> list[tuple[str, float]]:
+            return sorted(((k, t) for k, t in until.items() if t > now), key=lambda kt: -kt[1])[:limit]
+
+        return held(self._user_until), held(self._item_until)
+
     def _check(self, ev: Event) -> str | None:
         c, t = self.cfg, ev.timestamp
         if ev.type is EventType.impression:
