@@ -10,8 +10,7 @@ import pytest
 from liverec.core.rewards import Rewards
 from liverec.core.schema import Event, EventContext, EventType
 from liverec.events.join import JoinConfig, JoinedImpression, RewardJoiner, join_events, join_store
-from liverec.serve.engine import impressions
-from liverec.serve.recommender import Recommendation, ScoredItem
+from liverec.serve.recommender import Recommendation, ScoredItem, impressions
 from liverec.settings import RewardWeights, Settings
 from liverec.store import open_store
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from liverec.core.catalog import Catalog
-from liverec.core.features import event_type_id
+from liverec.core.features import event_type_id, event_type_of
 from liverec.core.rewards import Rewards
 from liverec.core.schema import NEEDS_VALUE, Event, EventType, StoredEvent
 from liverec.core.sequence import Engagements
@@ -64,6 +64,23 @@ class LiveState:
 
     def remove(self, user_id: str) -> bool:
         return self.users.pop(user_id, None) is not None
+
+    def interactions_of(self, user_id: str) -> list[Interaction]:
+        """The positives the user's live sequence holds, as `apply` once returned them (one per
+        position: repeats on an item are merged; at most ``max_sequence``). What a replica can take
+        back from the counts for a user deleted elsewhere, whose events it can no longer read."""
+        st = self.users.get(user_id)
+        if st is None:
+            return []
+        out = []
+        for row, ts, type_id in zip(st.items, st.times, st.types, strict=False):
+            kind, stars = event_type_of(type_id)
+            r = self._type_reward.get(kind)
+            if r is None:  # a rating's stars are kept; a dwell's seconds are not (its weight: 1)
+                value = float(stars) if stars is not None else None
+                r = self.reward(Event(user_id=user_id, item_id="-", type=kind, value=value)) if value else 1.0
+            out.append(Interaction(user_id, row, r if r > 0 else 1.0, ts, True))
+        return out
 
     def _user(self, user_id: str) -> UserState:
         st = self.users.get(user_id)

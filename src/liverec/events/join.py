@@ -1,6 +1,6 @@
 """Rewards joined to the impressions that earned them: logged bandit feedback, batch or streaming.
 
-The server logs one impression per shown item (`liverec.serve.engine.impressions`), carrying the
+The server logs one impression per shown item (`liverec.serve.recommender.impressions`), carrying the
 request_id, position, propensity, policy, model and score. Clicks, carts, purchases, dwell, ratings
 and likes (positive) and dislikes and skips (negative) that follow are attributed back to it:
 

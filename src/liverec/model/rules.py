@@ -51,6 +51,17 @@ class SequentialRules:
         self._recent: dict[str, Engagements] = {}  # per user: the last `window` engagements
 
     # -- counting -------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled for a server's snapshot (`serve.snapshot`): everything but the lock."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def fit(self, train: Sequence[np.ndarray], n_items: int) -> SequentialRules:
         """Count every sequence (rows oldest first) from scratch; the baselines' contract."""
         rows, cols, vals = [], [], []
@@ -196,10 +207,9 @@ class SequentialRules:
             prior[~known] = prior[known].mean()
         return prior
 
-    def _sparse_counts(
-        self, items: Sequence[int] | np.ndarray, n_items: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The non-zero entries of `user_counts`: (S,) int64 unique rows < ``n_items``, (S,) float64."""
+    def counted(self, items: Sequence[int] | np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """The non-zero entries of `user_counts`: (S,) int64 unique rows < ``n_items`` (ascending),
+        (S,) float64. Every other row's `log_prior` is one of two constants (known or not)."""
         recent = [int(a) for a in list(items)[-self.history :]]
         with self._lock:
             m = self.counts
@@ -231,7 +241,7 @@ class SequentialRules:
         history. The known items' mean comes from the non-zero counts (every other known item holds
         ``log(eps)``), so it equals the dense mean up to float rounding."""
         rows = np.asarray(rows, dtype=np.int64)
-        nz, vals = self._sparse_counts(items, n_items)  # nz ascending, all < n_items
+        nz, vals = self.counted(items, n_items)  # nz ascending, all < n_items
         at = np.minimum(np.searchsorted(nz, rows), max(len(nz) - 1, 0))
         counts = np.zeros(len(rows))
         if len(nz):

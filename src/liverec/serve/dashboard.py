@@ -126,6 +126,18 @@ class QualityBoard:
         self.unattributed = 0  # feedback naming a request that is unknown, evicted or past the window
         self.watermark = 0.0  # the latest event time folded
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For a snapshot (`serve.snapshot`): no lock, and no per-user maps keyed by `hash`, which
+        is salted per process (they only steer attribution of lists still open)."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["cohorts"], state["unnamed"] = OrderedDict(), OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- folding (the engine's writer, under its lock) -----------------------------------------
     def fold(self, accepted: Sequence[StoredEvent], live: bool = True) -> None:
         """Count a batch of log events. ``live`` False (the start-up replay): totals only, no time

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from array import array
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property, partial
@@ -27,7 +26,7 @@ import numpy as np
 
 from liverec.core.catalog import Catalog
 from liverec.core.rewards import Rewards
-from liverec.core.schema import Event, EventType, Item, StoredEvent, trusted_context, trusted_event
+from liverec.core.schema import Event, EventType, Item, StoredEvent
 from liverec.core.state import Interaction, LiveState
 from liverec.events.join import RewardJoiner
 from liverec.model.base import Model
@@ -37,15 +36,19 @@ from liverec.model.text import TextEncoder
 from liverec.policy.base import Policy
 from liverec.policy.registry import policy_from_settings
 from liverec.registry.registry import ModelRegistry
+from liverec.serve import snapshot as snapshots
 from liverec.serve.dashboard import QualityBoard
 from liverec.serve.explain import Explainer
 from liverec.serve.feedback import PolicyFeedback, learns
 from liverec.serve.ingest import GroupCommit
+from liverec.serve.metrics import Freshness
 from liverec.serve.models import ModelManager
-from liverec.serve.recommender import Recommendation, Recommender, ScoredItem
+from liverec.serve.recommender import Recommendation, Recommender, ScoredItem, impressions
+from liverec.serve.replica import LogFollower, unfolded_before
 from liverec.serve.search import SURFACE, SearchFilters, SearchResult, SearchService, search_impressions
 from liverec.settings import Settings
 from liverec.store import AppendResult, EventStore, StoreError, open_store
+from liverec.store.base import user_hash
 from liverec.trainer.filters import EventFilter
 from liverec.trainer.status import read_status
 
@@ -53,23 +56,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (events done, events total)
 Observer = Callable[[str, float], None]  # (what, seconds): "visible" or "trained" latencies
-
-
-class Freshness:
-    """Remembers when recent log offsets were ingested, to time event -> trained into live weights."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.batches: deque[tuple[int, float]] = deque(maxlen=capacity)  # (last offset, monotonic time)
-
-    def ingested(self, last_offset: int) -> None:
-        self.batches.append((last_offset, time.monotonic()))
-
-    def trained(self, offset: int) -> list[float]:
-        """Seconds since ingest of every batch the weights now include (each counted once)."""
-        now, out = time.monotonic(), []
-        while self.batches and self.batches[0][0] <= offset:
-            out.append(now - self.batches.popleft()[1])
-        return out
 
 
 class Engine:
@@ -127,6 +113,14 @@ class Engine:
         self._writing = threading.Lock()
         self.writer = GroupCommit(self.ingest)  # the async twins' thread; group commit for events
         self.started = False
+        # the shared log (replicas): every offset up to `log_read` is folded or was deleted; the
+        # newest deletion record this state reflects; the offset of the newest snapshot on disk
+        self.log_read = 0
+        self.deletion_seq = 0
+        self.deleted_here: set[str] = set()  # hashes of users deleted through this server
+        self.snapshot_offset = 0
+        self.follower: LogFollower | None = None
+        self.snapshotter: snapshots.Periodic | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self, progress: Progress | None = None, models: bool = True, background: bool = True) -> Engine:
@@ -135,18 +129,25 @@ class Engine:
         watcher threads; the caller drives ``manager.reload()``/``encode_pending()`` (simulations)."""
         t0 = time.perf_counter()
         limit_threads(self.settings.server.compute_threads)
+        server = self.settings.server
         with self._writing, self._lock:  # no write can land between the pages being folded
+            total = self.store.last_offset()
+            deletions = self.store.deletions()
+            if server.snapshots:  # the newest valid snapshot, then only the tail is replayed
+                snapshots.restore(self, total, deletions)
             items = list(self.store.list_items())
             rows = [self.catalog.upsert(item) for item in items]
             if self.search is not None and items:  # searchable before the log replays its clicks
                 self.search.index_items(rows, items, self.search.encode_items(items, self.store))
             if self.search is not None:  # before serving: the first PUT of new text must not wait for it
                 self.encoder.load()
-            total = self.store.last_offset()
-            for batch in self.store.pages(0, 20_000):
+            restored = self.state.last_offset
+            for batch in self.store.pages(restored, 20_000):
                 self._fold(batch)
                 if progress:
                     progress(self.state.last_offset, total)
+            self.log_read = max(total, self.state.last_offset)
+            self.deletion_seq = max((d.seq for d in deletions), default=0)  # their events are gone
             self.started = True
         if models:
             self.manager = ModelManager(
@@ -161,9 +162,15 @@ class Engine:
                 rules_weight=self.settings.rules.weight,
             )
             self.manager.start(background)
+        if background and server.follow_log and not self.store.url.startswith("memory:"):
+            self.follower = LogFollower(self, server.follow_wait_s).start()  # other replicas' events
+        if background and server.snapshots and server.snapshot_every_s > 0:
+            self.snapshotter = snapshots.Periodic(self, server.snapshot_every_s, server.snapshot_min_events)
+            self.snapshotter.start()
         log.info(
-            "rebuilt state from %d events (%d users, %d items) in %.1fs",
+            "rebuilt state from %d events (%s) (%d users, %d items) in %.1fs",
             self.state.events_applied,
+            f"snapshot at offset {restored:,} + the log's tail" if restored else "the whole log",
             len(self.state),
             len(self.catalog),
             time.perf_counter() - t0,
@@ -171,10 +178,23 @@ class Engine:
         return self
 
     def close(self) -> None:
+        """Finish queued writes, stop following, snapshot what is folded (a clean shutdown restarts
+        from it), close the store."""
         self.writer.close()  # every write already queued is finished first
-        if self.manager is not None:
-            self.manager.stop()
+        for part in (self.follower, self.snapshotter, self.manager):
+            if part is not None:
+                part.stop()
+        if self.started and self.settings.server.snapshots and self.state.last_offset > self.snapshot_offset:
+            try:
+                self.save_snapshot()
+            except Exception:  # the log is the truth: the next start replays it
+                log.exception("no snapshot at shutdown; the next start replays the whole log")
         self.store.close()
+
+    def save_snapshot(self) -> None:
+        """Snapshot the folded state with the offset it covers (`serve.snapshot`), atomically."""
+        with self._writing, self._lock:
+            snapshots.take(self)
 
     def _swap(self, model: Model) -> None:
         with self._lock:
@@ -242,7 +262,11 @@ class Engine:
         Blocks on the store: from an event loop, use `ingest_async`."""
         with self._writing:
             result = self.store.append(events)
+            # events other replicas appended before ours: folded first, in offset order
+            earlier = unfolded_before(self, result.accepted[0].offset) if result.accepted else []
             with self._lock:
+                for batch in earlier:
+                    self._fold(batch)
                 self._fold(result.accepted)
         return result
 
@@ -277,20 +301,27 @@ class Engine:
             history = self.counted(user_id, self.store.user_history(user_id))  # not the filtered
             removed = self.store.delete_user(user_id)
             with self._lock:
-                self.held.pop(user_id, None)
-                if self.filter is not None:
-                    self.filter.forget_user(user_id)
                 scratch = LiveState(self.catalog, self.settings.rewards, self.state.max_sequence)
                 mine = [it for it in scratch.apply(history) if it.user_id == user_id]
-                self.popularity.forget(mine)
-                if self.rules is not None:
-                    self.rules.forget(mine)
-                if self.feedback is not None:  # their open impressions, slate vectors, posterior
-                    self.feedback.forget_user(user_id)
-                if self.search is not None:  # their open result lists
-                    self.search.forget_user(user_id)
-                had_state = self.state.remove(user_id)
+                had_state = self._forget(user_id, mine)
+                self.state.events_applied -= removed  # as a replay of the log without them counts
+                self.deleted_here.add(user_hash(user_id))  # its record: nothing for the follower
         return {"events": removed, "user_state": int(had_state)}
+
+    def _forget(self, user_id: str, mine: Sequence[Interaction]) -> bool:
+        """Take a user out of everything folded: ``mine`` is what their events added to the counts.
+        Returns whether live state was held for them. Holds `_lock`."""
+        self.held.pop(user_id, None)
+        if self.filter is not None:
+            self.filter.forget_user(user_id)
+        self.popularity.forget(mine)
+        if self.rules is not None:
+            self.rules.forget(mine)
+        if self.feedback is not None:  # their open impressions, slate vectors, posterior
+            self.feedback.forget_user(user_id)
+        if self.search is not None:  # their open result lists
+            self.search.forget_user(user_id)
+        return self.state.remove(user_id)
 
     def learner_status(self) -> dict[str, Any]:
         """Why the online learner has (not) published: its status file (`trainer.status`), aged, or
@@ -468,34 +499,3 @@ def limit_threads(n: int) -> None:
 
     torch.set_num_threads(n)
     threadpool_limits(n)
-
-
-def impressions(
-    user_id: str, rec: Recommendation, now: float | None = None, cap: int | None = None
-) -> list[Event]:
-    """The impression events for a served list: one per position, joined to it by request_id; with
-    ``cap`` only the first ``cap`` positions (`[server] max_logged_impressions`): a k=1000 list
-    would otherwise write 1,000 rows per request. Off-policy evaluation uses logged positions only."""
-    ts = time.time() if now is None else now
-    shown = rec.items if cap is None else rec.items[:cap]
-    return [
-        trusted_event(
-            f"imp:{rec.request_id}:{pos}",
-            user_id,
-            item.item_id,
-            EventType.impression,
-            None,
-            ts,
-            trusted_context(
-                {
-                    "request_id": rec.request_id,
-                    "position": pos,
-                    "propensity": item.propensity,
-                    "policy": rec.policy,
-                    "model": rec.model,
-                    "score": item.score,
-                }
-            ),
-        )
-        for pos, item in enumerate(shown)
-    ]

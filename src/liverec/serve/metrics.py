@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -51,6 +54,33 @@ class Metrics:
         )
         self.store_items = Gauge("liverec_store_items", "Items in the catalog", registry=r)
         self.store_users = Gauge("liverec_store_users", "Users with live state", registry=r)
+        self.replica_lag_offsets = Gauge(
+            "liverec_replica_lag_offsets",
+            "Offsets of the shared log not yet folded into this server's live state (-1: store down)",
+            registry=r,
+        )
+        self.replica_lag_seconds = Gauge(
+            "liverec_replica_lag_seconds",
+            "Seconds since this server last had the whole log folded",
+            registry=r,
+        )
         self.store_bytes = Gauge(
             "liverec_store_bytes", "Size of the store on disk (0 when not a file)", registry=r
         )
+
+
+class Freshness:
+    """Remembers when recent log offsets were ingested, to time event -> trained into live weights."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.batches: deque[tuple[int, float]] = deque(maxlen=capacity)  # (last offset, monotonic time)
+
+    def ingested(self, last_offset: int) -> None:
+        self.batches.append((last_offset, time.monotonic()))
+
+    def trained(self, offset: int) -> list[float]:
+        """Seconds since ingest of every batch the weights now include (each counted once)."""
+        now, out = time.monotonic(), []
+        while self.batches and self.batches[0][0] <= offset:
+            out.append(now - self.batches.popleft()[1])
+        return out

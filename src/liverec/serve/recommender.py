@@ -6,6 +6,7 @@ The model is read once per call, so swapping ``recommender.model`` (a hot reload
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from liverec.core.catalog import Catalog
+from liverec.core.schema import Event, EventType, trusted_context, trusted_event
 from liverec.core.state import LiveState
 from liverec.model.base import Model
 from liverec.policy.base import Greedy, Policy, Slate
@@ -182,3 +184,34 @@ class Recommender:
         mask[row] = False
         rows = top_rows(sim, mask, k)
         return scored_items(self.catalog.ids, rows.tolist(), sim[rows].tolist(), [1.0] * len(rows))
+
+
+def impressions(
+    user_id: str, rec: Recommendation, now: float | None = None, cap: int | None = None
+) -> list[Event]:
+    """The impression events for a served list: one per position, joined to it by request_id; with
+    ``cap`` only the first ``cap`` positions (`[server] max_logged_impressions`): a k=1000 list
+    would otherwise write 1,000 rows per request. Off-policy evaluation uses logged positions only."""
+    ts = time.time() if now is None else now
+    shown = rec.items if cap is None else rec.items[:cap]
+    return [
+        trusted_event(
+            f"imp:{rec.request_id}:{pos}",
+            user_id,
+            item.item_id,
+            EventType.impression,
+            None,
+            ts,
+            trusted_context(
+                {
+                    "request_id": rec.request_id,
+                    "position": pos,
+                    "propensity": item.propensity,
+                    "policy": rec.policy,
+                    "model": rec.model,
+                    "score": item.score,
+                }
+            ),
+        )
+        for pos, item in enumerate(shown)
+    ]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import uuid
@@ -235,6 +236,18 @@ class SearchService:
     def forget_user(self, user_id: str) -> None:
         self.learner.forget_user(user_id)
 
+    def fold_state(self) -> dict[str, Any]:
+        """What folding the log built (the ranker's learning, open lists, click memory), for a
+        snapshot; the indexes are rebuilt from the catalog instead."""
+        learner = copy.copy(self.learner)
+        learner.memory = None  # a bound method of the searcher: re-attached by `restore_fold_state`
+        return {"learner": learner, "clicks": self.searcher.memory}
+
+    def restore_fold_state(self, state: dict[str, Any]) -> None:
+        learner = state["learner"]
+        learner.memory = self.searcher.remember_click
+        self.learner, self.searcher.memory = learner, state["clicks"]
+
     def status(self) -> dict[str, Any]:
         return {"indexed": len(self.searcher.lexical), "vectors": len(self.searcher.semantic)} | (
             self.learner.status()
@@ -244,7 +257,7 @@ class SearchService:
 def search_impressions(
     user_id: str | None, result: SearchResult, now: float | None = None, cap: int | None = None
 ) -> list[Event]:
-    """The impression events of a served result list: as `engine.impressions`, plus ``surface``,
+    """The impression events of a served result list: as `recommender.impressions`, plus ``surface``,
     ``query``, the normalised ``query_key`` and each position's ranker ``features`` (what the
     learner re-ranks with when a click arrives)."""
     ts = time.time() if now is None else now

@@ -70,6 +70,28 @@ class ServerSettings(Table):
         description="gen-0 garbage-collection threshold while serving (0 = Python's 700); the "
         "state rebuilt at start is frozen out of collection, which halves ingest CPU",
     )
+    follow_log: bool = Field(
+        True,
+        description="fold the events other servers append to the same store (replicas on Postgres or "
+        "Redis): Postgres LISTEN/NOTIFY, Redis XREAD BLOCK, polling for SQLite",
+    )
+    follow_wait_s: float = Field(
+        1.0, gt=0, le=60, description="longest sleep of the log follower between checks"
+    )
+    snapshots: bool = Field(
+        True,
+        description="start from the newest snapshot of the folded state and replay only the log's tail; "
+        "snapshot periodically and at clean shutdown",
+    )
+    snapshot_dir: Path | None = Field(
+        None, description="where snapshots go (default: data_dir/snapshots); keep it private to the server"
+    )
+    snapshot_every_s: float = Field(
+        300.0, ge=0, description="seconds between periodic snapshots (0 = only at shutdown)"
+    )
+    snapshot_min_events: int = Field(
+        10_000, ge=0, description="a periodic snapshot waits for at least this many new events"
+    )
 
 
 class StateSettings(Table):

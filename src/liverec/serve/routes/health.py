@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from liverec.serve.deps import READ, CallerDep, EngineDep, MetricsDep
 from liverec.serve.engine import Engine
+from liverec.serve.replica import replica_status
 from liverec.serve.schemas import Health
 from liverec.settings import redact_url
 
@@ -38,6 +39,7 @@ def admin_detail(engine: Engine) -> dict[str, Any]:
         "deletions_pending": engine.pending_deletions(),  # awaiting a retrain without the user
         "learner": engine.learner_status(),  # why no new version yet: waiting, gate due, last decision
         "search": engine.search_status(),  # the search ranker: weights, gate decisions, examination
+        "replica": replica_status(engine),  # following the shared log: lag in offsets and seconds
         "extra": {},
     }
 
@@ -68,4 +70,7 @@ async def metrics(engine: EngineDep, m: MetricsDep) -> Response:
     m.store_items.set(len(engine.catalog))
     m.store_users.set(len(engine.state))
     m.store_bytes.set(engine.store.size_bytes())
+    lag = await asyncio.to_thread(replica_status, engine)  # reads the store's last offset
+    m.replica_lag_offsets.set(int(lag["lag_offsets"]))
+    m.replica_lag_seconds.set(float(lag["lag_s"]))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from liverec.core.features import event_type_of
 from liverec.core.schema import Id
 from liverec.serve.deps import ADMIN, READ, EngineDep, MetricsDep, SettingsDep
-from liverec.serve.engine import Engine, impressions
+from liverec.serve.engine import Engine
+from liverec.serve.recommender import impressions
 from liverec.serve.schemas import (
     ITEM_FIELDS,
     Engagement,
