@@ -521,3 +521,26 @@ def test_deleting_a_user_drops_their_open_impressions_slates_and_posterior(
         assert "U" not in linucb.user.users
     finally:
         engine.close()
+
+
+def test_replicas_sharing_a_registry_swap_to_the_version_promoted_there(
+    tmp_path: Path, trained: Trained, encoder: TextEncoder
+) -> None:
+    """Two engines on one store and one registry directory (as replicas with one learner): a
+    promotion there is served by both within a poll, and a rollback takes both back."""
+    settings = make_settings(tmp_path / "data")
+    fill_store(settings, world_items(), crowd_events(), encoder)
+    registry = ModelRegistry(settings.registry_path)
+    registry.promote(registry.save(trained.fresh(), trained.vocab))
+    replicas = [
+        start_engine(settings.model_copy(update={"data_dir": tmp_path / f"r{i}"}), encoder) for i in range(2)
+    ]
+    try:
+        assert {e.model_version for e in replicas} == {"transformer@v000001"}
+        registry.promote(registry.save(trained.fresh(), trained.vocab, parent="v000001"))
+        wait_until(lambda: {e.model_version for e in replicas} == {"transformer@v000002"}, "both to swap")
+        registry.rollback()
+        wait_until(lambda: {e.model_version for e in replicas} == {"transformer@v000001"}, "both back")
+    finally:
+        for e in replicas:
+            e.close()
