@@ -288,7 +288,9 @@ def main() -> None:
     if "ann" in parts:
         from ann import ann_figures
 
-        out |= ann_figures(n_items=args.ann_items)
+        figures = ann_figures(n_items=args.ann_items, data=args.data)
+        figures["ann_build_s"] = figures.pop("build_s", None)
+        out |= figures
     if "ddp" in parts:
         out |= ddp_part(args.data, args.epochs)
     emit(out)

@@ -6,6 +6,10 @@ the online trainer instead and arrive as new registry versions.
 
 `influence` is what explanations cite: how much each history position raises a row's score, measured
 on the model itself by leaving that position out of the live sequence (not attention weights).
+
+`retrieve` is what serving reads: a `Scores` that answers "the best m rows among these" for any mask.
+By default it holds every row's score (`DenseScores`); a model over a large catalog may answer from
+an index instead and score only the rows it returns (`model.retrieval`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -46,6 +50,15 @@ class Model(ABC):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores plus the (D,) float32 user embedding they came from (None for models without one)."""
         return self.score(user, n_items, user_id), None
+
+    def retrieve(self, user: UserState | None, n_items: int, user_id: str = "") -> Scores:
+        """What serving reads for one user: the best rows among any mask, with their scores. This
+        default scores every row (`score_and_embed`)."""
+        return DenseScores(*self.score_and_embed(user, n_items, user_id))
+
+    def retrieval_status(self) -> dict[str, Any]:
+        """How `retrieve` finds rows (for `/healthz`): here by scoring every one."""
+        return {"approximate": False}
 
     def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:
         """(len(rows), D) float32 item representations (None for models without them)."""
@@ -83,6 +96,42 @@ class Model(ABC):
         for p, pos in enumerate(positions):
             out[p] = score_drop(base, self.score(leave_out(user, pos), n_items, user_id)[rows])
         return out
+
+
+class Scores(ABC):
+    """One user's scores as serving reads them: the best rows among any mask, with their scores."""
+
+    user_vector: np.ndarray | None = None  # (D,) float32 the scores came from (None: no such vector)
+    approximate: bool = False  # `top` may miss rows of the exact top (an index answered)
+
+    @abstractmethod
+    def top(self, mask: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """(<=m,) int64 rows among ``mask`` (N,) bool with the highest scores, best first, and their
+        (<=m,) float32 scores, exact for those rows."""
+
+
+class DenseScores(Scores):
+    """Every row scored: `top` is exact."""
+
+    def __init__(self, scores: np.ndarray, user_vector: np.ndarray | None = None) -> None:
+        self.scores = scores  # (N,) float32
+        self.user_vector = user_vector
+
+    def top(self, mask: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = top_rows(self.scores, mask, m)
+        return rows, self.scores[rows]
+
+
+def top_rows(scores: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
+    """(<=m,) int64 rows with the highest scores among ``mask``, best first."""
+    allowed = np.flatnonzero(mask)
+    if allowed.size == 0 or m <= 0:
+        return allowed[:0]
+    s = scores[allowed]
+    if allowed.size > m:
+        part = np.argpartition(-s, m - 1)[:m]
+        allowed, s = allowed[part], s[part]
+    return allowed[np.argsort(-s, kind="stable")]
 
 
 def leave_out(user: UserState, position: int) -> UserState:

@@ -4,6 +4,14 @@ It reads the user's *live* sequence on every call, so a click changes the next l
 weight update. The network keeps its own item indices (its training vocabulary); `sync` maps every
 catalog row to a model index, growing the embedding table in place for items the model has never
 seen (text-only until trained). Users with no history get the fallback model (popularity).
+
+With `[retrieval] ann_above` (and a catalog that large) `retrieve` answers from an index over the
+item table instead of scoring every row (`model.retrieval`); `sync` and `set_text` keep the index
+in step with the table, so a new or re-described item is found at once.
+
+Online changes cost the rows they touch, not the catalog: a new item takes a spare row of the net
+(grown a quarter at a time once serving) and of the cached tables, and new text recomputes only its
+items' representations. At 1M items a reallocation costs seconds here (fresh memory), a row does not.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from itertools import islice
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,10 +28,14 @@ from liverec.core.catalog import Catalog
 from liverec.core.features import Seq
 from liverec.core.state import UserState
 from liverec.core.vocab import Vocab
-from liverec.model.base import Model, leave_out, score_drop
+from liverec.model.base import DenseScores, Model, Scores, leave_out, score_drop
 from liverec.model.inputs import Inputs, model_inputs
+from liverec.model.retrieval import AnnScores, ItemIndex, RulesTerm
 from liverec.model.rules import SequentialRules
 from liverec.model.transformer import SASRec
+from liverec.settings import RetrievalSettings
+
+SPARE = 4  # once serving, the net and the tables grow by at least 1/SPARE of their rows at a time
 
 
 class SequentialModel(Model):
@@ -37,6 +50,7 @@ class SequentialModel(Model):
         trained_offset: int = 0,
         rules: SequentialRules | None = None,
         rules_weight: float = 0.0,
+        retrieval: RetrievalSettings | None = None,
     ) -> None:
         self.net = net.eval()
         # live item-to-item counts whose log is added to the scores (see `model.rules`); shared, not copied
@@ -48,9 +62,13 @@ class SequentialModel(Model):
         self.fallback = fallback
         self._to_model = np.zeros(0, dtype=np.int64)  # catalog row -> model index (row + 1 in vocab)
         self._net_table = torch.zeros(1, net.config.d_model)  # (M+1, D) by model index, cached
-        self._table = torch.zeros(0, net.config.d_model)  # (N_catalog, D) by catalog row
+        self._store = torch.zeros(0, net.config.d_model)  # (capacity, D): `_table` and spare rows
+        self._table = self._store[:0]  # (N_catalog, D) by catalog row, a view of `_store`
         self._normed: torch.Tensor | None = None
-        self._text_unit: np.ndarray | None = None  # (M+1, Dt) unit text vectors by model index, lazily
+        # candidates from an index over `_table` once the catalog reaches `ann_above` (0: never)
+        self.index: ItemIndex | None = None
+        if retrieval is not None and retrieval.ann_above > 0:
+            self.index = ItemIndex(retrieval, net.config.d_model)
         self._lock = threading.Lock()
 
     @property
@@ -76,11 +94,17 @@ class SequentialModel(Model):
                     idx = self.vocab.add(item_id)
                     new_rows.append(start + k)
                 mapping[k] = idx + 1
-            self.net.grow(len(self.vocab) - self.net.config.n_items)
+            need = len(self.vocab) - self.net.config.n_items
+            if need > 0:  # one copy of every row; once serving, with spare rows for the next items
+                self.net.grow(need + (self.net.config.n_items // SPARE if start else 0))
             self._to_model = np.concatenate([self._to_model, mapping])
-            self._refresh()
-        if texts:
-            self.set_text(texts)
+            if not start or len(self._net_table) <= self.net.config.n_items:  # the net grew
+                self._refresh()
+            else:  # the new rows' representations are the spare rows' (untrained, no text yet)
+                self._place(start)
+            if texts:
+                self._set_text(texts)
+            self._follow(np.union1d(np.arange(start, len(catalog)), list(texts or ())))
         return new_rows
 
     def set_text(self, texts: dict[int, np.ndarray]) -> None:
@@ -88,19 +112,45 @@ class SequentialModel(Model):
         if not texts:
             return
         with self._lock:
-            rows = np.fromiter(texts.keys(), dtype=np.int64, count=len(texts))
-            vecs = torch.from_numpy(np.stack([texts[int(r)] for r in rows]).astype(np.float32))
-            self.net.set_text(torch.from_numpy(self._to_model[rows]), vecs)
-            self._refresh()
+            self._follow(self._set_text(texts))
+
+    def _set_text(self, texts: dict[int, np.ndarray]) -> np.ndarray:
+        """`set_text` with the lock held; returns the (R,) catalog rows whose text it set."""
+        rows = np.fromiter(texts.keys(), dtype=np.int64, count=len(texts))
+        vecs = torch.from_numpy(np.stack([texts[int(r)] for r in rows]).astype(np.float32))
+        idx = torch.from_numpy(self._to_model[rows])
+        self.net.set_text(idx, vecs)
+        with torch.no_grad():  # in place: a request reading one of these rows meanwhile may see either
+            fresh = self.net.item_rows(idx)  # (R, D)
+            self._net_table[idx] = fresh
+            self._store[torch.from_numpy(rows)] = fresh
+        self._normed = None
+        return rows
+
+    def _follow(self, rows: np.ndarray) -> None:
+        """The index (if any) takes catalog ``rows`` (R,) as `_table` now holds them: built when due."""
+        if self.index is not None:
+            self.index.follow(self._table.numpy(), np.asarray(rows, dtype=np.int64))
 
     def _refresh(self) -> None:
-        """Recompute cached item representations (after growth, new text, or new weights)."""
+        """Recompute every cached item representation (first alignment, or the net grew)."""
         with torch.no_grad():
             self._net_table = self.net.item_table()  # (M+1, D)
-            index = torch.from_numpy(self._to_model)
-            self._table = self._net_table[index] if len(index) else self._net_table[:0]
+        self._store = self._store[:0]
+        self._place(0)
+
+    def _place(self, start: int) -> None:
+        """Catalog rows from ``start`` on take their model rows' representations; `_table` then shows
+        them (rows a reader already sees are not written)."""
+        n, store = len(self._to_model), self._store
+        if n > len(store):
+            grown = torch.empty(n + n // SPARE, store.shape[1])
+            grown[:start] = store[:start]
+            store = self._store = grown
+        with torch.no_grad():
+            store[start:n] = self._net_table[torch.from_numpy(self._to_model[start:])]
+        self._table = store[:n]
         self._normed = None
-        self._text_unit = None
 
     # -- scoring --------------------------------------------------------------------------------
     def _inputs(self, user: UserState) -> Inputs:
@@ -133,21 +183,48 @@ class SequentialModel(Model):
     def score(self, user: UserState | None, n_items: int, user_id: str = "") -> np.ndarray:
         return self.score_and_embed(user, n_items, user_id)[0]
 
+    def _hidden(self, user: UserState | None) -> torch.Tensor | None:
+        """(D,) the newest hidden state of the user's live window; None: the fallback serves them."""
+        if user is None or not user.items:
+            return None
+        seq, types = self._inputs(user)
+        if not bool((seq != 0).any()):
+            return None
+        with torch.no_grad():
+            return self.net.forward(seq, types, table=self._net_table, last=True)[0, -1]
+
+    def retrieve(self, user: UserState | None, n_items: int, user_id: str = "") -> Scores:
+        """From the index when the catalog is large (`model.retrieval`), else every row scored."""
+        index, table = self.index, self._table
+        if index is None or not index.active(n_items):
+            return super().retrieve(user, n_items, user_id)
+        h = self._hidden(user)
+        if h is None or user is None:
+            return DenseScores(self.fallback.score(user, n_items, user_id))
+        rules = None
+        if self.rules is not None:
+            rules = RulesTerm(self.rules, self.rules_weight, user.items, n_items)
+        index.searches += 1
+        return AnnScores(h.numpy(), table.numpy(), index, rules)
+
+    def retrieval_status(self) -> dict[str, Any]:
+        if self.index is None:
+            return {"approximate": False, "ann_above": 0}
+        return {"approximate": self.index.active(len(self._table))} | self.index.status()
+
     def score_and_embed(
         self, user: UserState | None, n_items: int, user_id: str = ""
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        if user is None or not user.items:
-            return self.fallback.score(user, n_items, user_id), None
-        seq, types = self._inputs(user)
-        if not bool((seq != 0).any()):
+        h = self._hidden(user)
+        if h is None:
             return self.fallback.score(user, n_items, user_id), None
         table = self._table
         with torch.no_grad():
-            h = self.net.forward(seq, types, table=self._net_table, last=True)[0, -1]  # (D,)
             scores = (table[:n_items] @ h).numpy()
         out = np.full(n_items, -np.inf, dtype=np.float32)
         out[: len(scores)] = scores
         if self.rules is not None:
+            assert user is not None  # `_hidden` serves only users with a history
             out += (self.rules_weight * self.rules.log_prior(user.items, n_items)).astype(np.float32)
         return out, h.numpy()
 
@@ -241,15 +318,12 @@ class SequentialModel(Model):
     def text_vectors(self, rows: np.ndarray) -> np.ndarray | None:
         if self.net.text_proj is None:
             return None
-        unit = self._text_unit
-        if unit is None:  # once per catalog or text change (`_refresh`)
-            text = self.net.text_emb.detach().numpy()
-            norms = np.linalg.norm(text, axis=1, keepdims=True)
-            unit = self._text_unit = np.divide(text, norms, out=np.zeros_like(text), where=norms > 0)
         to_model = self._to_model
         ok = rows < len(to_model)
-        out = np.zeros((len(rows), unit.shape[1]), dtype=np.float32)
-        out[ok] = unit[to_model[rows[ok]]]
+        text = self.net.text_emb[torch.from_numpy(to_model[rows[ok]])].numpy()  # (R', Dt), these rows only
+        norms = np.linalg.norm(text, axis=1, keepdims=True)
+        out = np.zeros((len(rows), text.shape[1]), dtype=np.float32)
+        out[ok] = np.divide(text, norms, out=np.zeros_like(text), where=norms > 0)
         return out
 
     def item_vectors(self, rows: np.ndarray) -> np.ndarray | None:

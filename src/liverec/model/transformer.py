@@ -195,6 +195,11 @@ class SASRec(nn.Module):
             return ids
         return ids + self.text_proj(self.text_emb)
 
+    def item_rows(self, rows: Tensor) -> Tensor:
+        """(R, D) `item_table` rows for model indices ``rows`` (R,) int64, computing only those."""
+        ids = self.id_emb.weight[rows]
+        return ids if self.text_proj is None else ids + self.text_proj(self.text_emb[rows])
+
     @torch.no_grad()
     def forget_ids(self, rows: Tensor) -> None:
         """Set the id embeddings of model indices ``rows`` (R,) int64 to an untrained item's: the

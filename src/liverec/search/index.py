@@ -32,7 +32,7 @@ import numpy as np
 from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 from bm25s.stopwords import STOPWORDS_EN
 
-from liverec.search.ann import IvfIndex
+from liverec.core.ann import IvfIndex
 
 _WORD = re.compile(r"[^\W_]+")  # runs of Unicode letters/digits; "_" and punctuation split
 _STOP = frozenset(STOPWORDS_EN)  # Lucene's classic English list (33 words), as bm25s ships it
@@ -259,7 +259,7 @@ class SemanticIndex:
 
     def __init__(self, dim: int = 384, ann_min: int = 20_000, nprobe: int = 16) -> None:
         self.dim = dim
-        self.ann = IvfIndex(dim, ann_min, nprobe)  # `top` for large catalogs (`search.ann`)
+        self.ann = IvfIndex(dim, ann_min, nprobe)  # `top` for large catalogs (`core.ann`)
         self._lock = threading.Lock()  # serialises writers; readers never take it
         mat = np.zeros((0, dim), np.float32)  # (capacity, dim) float32, unit rows or zero rows
         has = np.zeros(0, bool)  # (capacity,) bool: row has a vector
@@ -345,7 +345,7 @@ class SemanticIndex:
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(<=k,) int64 rows and float32 cosines, best first, rows with a vector (and allowed) only.
-        Approximate (`search.ann`) once the catalog is large; exact when the ANN cannot fill k."""
+        Approximate (`core.ann`) once the catalog is large; exact when the ANN cannot fill k."""
         q = self._unit(query)
         mat, has, hw = self._view
         n = hw if allowed is None else min(hw, len(allowed))

@@ -160,6 +160,7 @@ class Engine:
                 poll_s=self.settings.server.reload_poll_s,
                 rules=self.rules,
                 rules_weight=self.settings.rules.weight,
+                retrieval=self.settings.retrieval,
             )
             self.manager.start(background)
         if background and server.follow_log and not self.store.url.startswith("memory:"):

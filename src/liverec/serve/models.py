@@ -26,6 +26,7 @@ from liverec.model.rules import SequentialRules
 from liverec.model.sequential import SequentialModel
 from liverec.model.text import TextEncoder
 from liverec.registry.registry import ModelRegistry, RegistryError
+from liverec.settings import RetrievalSettings
 from liverec.store.base import EventStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ModelManager:
         poll_s: float = 0.5,
         rules: SequentialRules | None = None,
         rules_weight: float = 0.0,
+        retrieval: RetrievalSettings | None = None,
     ) -> None:
         self.registry = registry
         self.catalog = catalog
@@ -52,6 +54,7 @@ class ModelManager:
         self.encoder = encoder or TextEncoder()
         self.poll_s = poll_s
         self.rules, self.rules_weight = rules, rules_weight  # handed to every model version served
+        self.retrieval = retrieval  # each version builds its own index (`model.retrieval`) when due
         self.current: SequentialModel | None = None
         self.swaps = 0
         self._text_queue: queue.Queue[list[int] | None] = queue.Queue()
@@ -95,7 +98,14 @@ class ModelManager:
                 return False
             offset = int(snap.meta.get("trainer_offset", 0))
             model = SequentialModel(
-                snap.model, snap.vocab, snap.version, self.fallback, offset, self.rules, self.rules_weight
+                snap.model,
+                snap.vocab,
+                snap.version,
+                self.fallback,
+                offset,
+                self.rules,
+                self.rules_weight,
+                self.retrieval,
             )
             new_rows = model.sync(self.catalog)
             model.set_text(self._texts(new_rows))

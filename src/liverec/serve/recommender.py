@@ -1,6 +1,9 @@
 """`Recommender`: model scores -> mask (seen, unavailable) -> top candidates -> policy -> slate.
 
-The model is read once per call, so swapping ``recommender.model`` (a hot reload) is atomic.
+The model is read once per call, so swapping ``recommender.model`` (a hot reload) is atomic. Its
+scores come as a `Scores` (`Model.retrieve`): every row scored, or, for the Transformer over a large
+catalog, an index that returns the best rows of a mask with their exact scores (`model.retrieval`);
+the mask, the candidate pool and the new-item slots read them the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from liverec.core.catalog import Catalog
 from liverec.core.schema import Event, EventType, trusted_context, trusted_event
 from liverec.core.state import LiveState
-from liverec.model.base import Model
+from liverec.model.base import DenseScores, Model, Scores, top_rows
 from liverec.policy.base import Greedy, Policy, Slate
 
 if TYPE_CHECKING:
@@ -57,31 +60,26 @@ class Recommendation:
     explanations: list[Explanation] | None = None  # one per item, with ``explain`` (`serve.explain`)
 
 
-def top_rows(scores: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
-    """(<=m,) int64 rows with the highest scores among ``mask``, best first."""
-    allowed = np.flatnonzero(mask)
-    if allowed.size == 0 or m <= 0:
-        return allowed[:0]
-    s = scores[allowed]
-    if allowed.size > m:
-        part = np.argpartition(-s, m - 1)[:m]
-        allowed, s = allowed[part], s[part]
-    return allowed[np.argsort(-s, kind="stable")]
-
-
 def fresh_rows(
-    scores: np.ndarray, mask: np.ndarray, new: np.ndarray, taken: np.ndarray, m: int
-) -> np.ndarray:
-    """(<=m,) int64 the best-scored rows of ``mask`` that are ``new`` (N,) bool and not in ``taken``:
-    what fills the new-item slots. Calibrated scores rarely put an item nobody has touched in a top
-    10 (its text is weaker evidence than others' clicks), so a slot is how it gets seen at all."""
+    scores: np.ndarray | Scores, mask: np.ndarray, new: np.ndarray, taken: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(<=m,) int64 the best-scored rows of ``mask`` that are ``new`` (N,) bool and not in ``taken``,
+    and their scores: what fills the new-item slots. Calibrated scores rarely put an item nobody has
+    touched in a top 10 (its text is weaker evidence than others' clicks), so a slot is how it gets
+    seen at all. ``scores``: (N,) every row's, or a `Scores`."""
     allowed = mask & new
     allowed[taken] = False
-    return top_rows(scores, allowed, m)
+    found = scores if isinstance(scores, Scores) else DenseScores(scores)
+    return found.top(allowed, m)
 
 
 def with_new_slots(
-    slate: Slate, scores: np.ndarray, mask: np.ndarray, new: np.ndarray, slots: int, n_candidates: int
+    slate: Slate,
+    scores: np.ndarray | Scores,
+    mask: np.ndarray,
+    new: np.ndarray,
+    slots: int,
+    n_candidates: int,
 ) -> Slate:
     """``slate`` (chosen from ``n_candidates`` candidates) with its last ``slots`` positions given to
     `fresh_rows`; the policy's own rows stay where new ones run out. The head keeps its propensities.
@@ -89,7 +87,7 @@ def with_new_slots(
     marginal under a deterministic policy (logged as 1 under any). Slot rows get candidate indices
     from ``n_candidates`` on, in order: the caller appends their vectors to the context's."""
     keep = max(len(slate.rows) - slots, 0)
-    fresh = fresh_rows(scores, mask, new, slate.rows[:keep], slots)
+    fresh, fresh_scores = fresh_rows(scores, mask, new, slate.rows[:keep], slots)
     if fresh.size == 0:
         return slate
     tail = [j for j in range(keep, len(slate.rows)) if slate.rows[j] not in fresh][: slots - fresh.size]
@@ -104,7 +102,7 @@ def with_new_slots(
     index = None if slate.index is None else np.r_[slate.index[pos], n_candidates + np.arange(fresh.size)]
     return Slate(
         rows=np.r_[slate.rows[pos], fresh].astype(np.int64),
-        scores=np.r_[slate.scores[pos], scores[fresh]].astype(np.float32),
+        scores=np.r_[slate.scores[pos], fresh_scores].astype(np.float32),
         propensities=np.r_[slate.propensities[pos], ones],
         policy=f"{slate.policy}+new{slots}",
         slate_propensity=whole,
@@ -144,14 +142,15 @@ class Recommender:
         model = self.model
         user = self.state.get(user_id)
         n = len(self.catalog)
-        scores, user_vector = model.score_and_embed(user, n, user_id)  # (N,), (D,) | None
+        found = model.retrieve(user, n, user_id)  # every row's scores, or an index over them
+        user_vector = found.user_vector  # (D,) | None
         mask = self.catalog.available.copy()
         if exclude_seen and user is not None and user.seen:
             mask[np.fromiter(user.seen, dtype=np.int64, count=len(user.seen))] = False
         extra = self.catalog.rows(exclude)
         if extra:
             mask[extra] = False
-        cands = top_rows(scores, mask, max(self.candidates, k))
+        cands, cand_scores = found.top(mask, max(self.candidates, k))  # (M,), (M,)
         vectors = user_vector is not None and self.policy.uses_vectors
         context = {
             "user_id": user_id,
@@ -159,10 +158,10 @@ class Recommender:
             "item_vectors": model.item_vectors(cands) if vectors else None,
             "candidates": len(cands),  # slot rows get indices from here on (`with_new_slots`)
         }
-        slate = self.policy.select(cands, scores[cands], k, context)
+        slate = self.policy.select(cands, cand_scores, k, context)
         if self.new_item_slots and self.is_new is not None:
             slate = with_new_slots(
-                slate, scores, mask, self.is_new(n), min(self.new_item_slots, k), len(cands)
+                slate, found, mask, self.is_new(n), min(self.new_item_slots, k), len(cands)
             )
             shown = context["item_vectors"]
             if shown is not None and slate.index is not None:  # the slot rows' vectors, in index order

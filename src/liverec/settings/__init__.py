@@ -25,6 +25,7 @@ from pydantic_settings import (
 from liverec.settings.explain import ExplainSettings
 from liverec.settings.learning import FilterConfig, GateConfig, ModelSettings, OnlineConfig, TrainConfig
 from liverec.settings.policy import MMR_KEYS, POLICY_PARAMS, JoinConfig, PolicyName, PolicySettings
+from liverec.settings.retrieval import RetrievalSettings
 from liverec.settings.search import SearchSettings
 from liverec.settings.secrets import MASK, redact_text, redact_url, url_secrets
 from liverec.settings.tables import (
@@ -45,7 +46,8 @@ from liverec.settings.tables import (
 __all__ = [
     "DEFAULT_DATA_DIR", "MASK", "MMR_KEYS", "POLICY_PARAMS", "SCOPES", "ApiKey", "AuthSettings",
     "ExplainSettings", "FilterConfig", "GateConfig", "JoinConfig", "ModelSettings", "OnlineConfig",
-    "PolicyName", "PolicySettings", "PopularitySettings", "PrivacySettings", "RewardWeights", "RulesSettings",
+    "PolicyName", "PolicySettings", "PopularitySettings", "PrivacySettings", "RetrievalSettings",
+    "RewardWeights", "RulesSettings",
     "Scope", "SearchSettings", "ServerSettings", "Settings", "StateSettings", "Table", "TrainConfig",
     "load_settings",
     "redact_text", "redact_url", "url_secrets", "value_sources",
@@ -78,6 +80,9 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="user deletion")
     search: SearchSettings = Field(default_factory=SearchSettings, description="search and its ranker")
     explain: ExplainSettings = Field(default_factory=ExplainSettings, description="?explain=true")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="candidate retrieval in large catalogs"
+    )
 
     @model_validator(mode="before")
     @classmethod

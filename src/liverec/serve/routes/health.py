@@ -39,6 +39,7 @@ def admin_detail(engine: Engine) -> dict[str, Any]:
         "deletions_pending": engine.pending_deletions(),  # awaiting a retrain without the user
         "learner": engine.learner_status(),  # why no new version yet: waiting, gate due, last decision
         "search": engine.search_status(),  # the search ranker: weights, gate decisions, examination
+        "retrieval": engine.recommender.model.retrieval_status(),  # every item scored, or an index
         "replica": replica_status(engine),  # following the shared log: lag in offsets and seconds
         "extra": {},
     }
