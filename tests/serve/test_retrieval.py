@@ -10,15 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from liverec.model.base import DenseScores, top_rows
 from liverec.model.retrieval import AnnScores
 from liverec.model.text import TextEncoder
-from liverec.registry.registry import ModelRegistry
-from liverec.serve.app import create_app
 from liverec.settings import ServerSettings, Settings
-from support.world import POLL_S, T0, Served, Trained, crowd_events, fill_store, start_engine, world_items
+from support.world import POLL_S, T0, Served, Trained, serving
 
 WALK = ["space-0", "space-1", "space-2", "space-3"]
 
@@ -31,15 +28,8 @@ def indexed(tmp_path: Path, trained: Trained, encoder: TextEncoder) -> Iterator[
         retrieval={"ann_above": 20, "exact_below": 0},  # 24 items: the index serves
         policy={"candidates": 6, "new_item_slots": 1},  # fewer than the catalog: the index is asked
     )
-    fill_store(settings, world_items(), crowd_events(), encoder)
-    registry = ModelRegistry(settings.registry_path)
-    registry.promote(registry.save(trained.fresh(), trained.vocab, {"val": trained.result.best_val}))
-    engine = start_engine(settings, encoder)
-    try:
-        with TestClient(create_app(settings, engine)) as client:
-            yield Served(client, engine, registry, settings, trained)
-    finally:
-        engine.close()
+    with serving(settings, trained, encoder) as served:
+        yield served
 
 
 def test_a_server_past_the_threshold_serves_from_the_index_what_exact_scoring_serves(indexed: Served) -> None:

@@ -10,6 +10,7 @@ the genre from the text.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -247,9 +248,9 @@ class Served:
         return [i["item_id"] for i in self.recs(user, k)["items"]]
 
 
-@pytest.fixture
-def served(tmp_path: Path, trained: Trained, encoder: TextEncoder) -> Iterator[Served]:
-    settings = make_settings(tmp_path / "data")
+@contextlib.contextmanager
+def serving(settings: Settings, trained: Trained, encoder: TextEncoder) -> Iterator[Served]:
+    """The world's store under ``settings``, v1 of the trained model live, an app over an engine."""
     fill_store(settings, world_items(), crowd_events(), encoder)
     registry = ModelRegistry(settings.registry_path)
     registry.promote(registry.save(trained.fresh(), trained.vocab, {"val": trained.result.best_val}))
@@ -259,6 +260,12 @@ def served(tmp_path: Path, trained: Trained, encoder: TextEncoder) -> Iterator[S
             yield Served(client, engine, registry, settings, trained)
     finally:
         engine.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path, trained: Trained, encoder: TextEncoder) -> Iterator[Served]:
+    with serving(make_settings(tmp_path / "data"), trained, encoder) as s:
+        yield s
 
 
 # -- ways a snapshot on disk can go bad -----------------------------------------------------------
